@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from skinfix_nb import local
-    from skinfix_nb.callbacks import CallbackEvent, CallbackReceiver, parse_callback, verify_signature
+    from skinfix_nb.callbacks import (
+        CallbackEvent,
+        CallbackReceiver,
+        parse_callback,
+        verify_signature,
+    )
     from skinfix_nb.client import AsyncSkinFix, SkinFix, connect, connect_async
     from skinfix_nb.display import compare, gallery, review, upload_form
     from skinfix_nb.errors import (
@@ -50,7 +55,45 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
-# public name -> module that defines it
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AsyncSkinFix",
+    "AuthenticationError",
+    "CallbackEvent",
+    "CallbackReceiver",
+    "ConfigurationError",
+    "ConflictError",
+    "ImageTooLargeError",
+    "InsufficientCreditError",
+    "InvalidImageError",
+    "InvalidSignature",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "Run",
+    "RunFailedError",
+    "RunTimeoutError",
+    "RunflowError",
+    "ServerError",
+    "SkinFix",
+    "ValidationError",
+    "__version__",
+    "compare",
+    "connect",
+    "connect_async",
+    "enable_nested_loops",
+    "gallery",
+    "local",
+    "parse_callback",
+    "retouch",
+    "review",
+    "upload_form",
+    "verify_signature",
+]
+
+# public name -> module that defines it, imported on first use
 _LAZY: dict[str, str] = {
     "APIConnectionError": "skinfix_nb.errors",
     "APIError": "skinfix_nb.errors",
@@ -86,8 +129,6 @@ _LAZY: dict[str, str] = {
     "upload_form": "skinfix_nb.display",
     "verify_signature": "skinfix_nb.callbacks",
 }
-
-__all__ = sorted([*_LAZY, "__version__", "local"])
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,24 @@
+"""Before/after QA of retouched portraits: metrics, flags, plots and a shareable report.
+
+>>> from skinfix_nb import quality
+>>> quality.pair_metrics("before.jpg", "after.jpg").ssim
+>>> checked = quality.qa_frame(out)            # metric columns + qa_flag per row
+>>> quality.report(checked, "qa.html")         # one self-contained HTML file
+
+Only numpy and OpenCV are needed; matplotlib is used when asked for and installed.
+"""
+
+from skinfix_nb.quality.flags import FLAGS, QAThresholds, flag_names
+from skinfix_nb.quality.frame import METRIC_COLUMNS, QA_COLUMNS, qa_frame
+from skinfix_nb.quality.metrics import PairMetrics, pair_metrics
+
+__all__ = [
+    "FLAGS",
+    "METRIC_COLUMNS",
+    "QA_COLUMNS",
+    "PairMetrics",
+    "QAThresholds",
+    "flag_names",
+    "pair_metrics",
+    "qa_frame",
+]

@@ -1,0 +1,37 @@
+"""Notebook views of runs: side-by-side comparison, upload form, gallery and review.
+
+Names load on first use, so ``sf.compare`` does not import ipywidgets and the package
+imports before every view module is present.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skinfix_nb.display.compare import compare
+    from skinfix_nb.display.gallery import gallery
+    from skinfix_nb.display.upload import upload_form
+
+__all__ = ["compare", "gallery", "review", "upload_form"]
+
+_MODULES = {
+    "compare": "skinfix_nb.display.compare",
+    "gallery": "skinfix_nb.display.gallery",
+    "review": "skinfix_nb.display.review",
+    "upload_form": "skinfix_nb.display.upload",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skinfix_nb.display' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

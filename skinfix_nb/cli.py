@@ -270,32 +270,12 @@ def _run(args: argparse.Namespace) -> int:
     done: pd.DataFrame | None = None
     if args.resume and args.out.exists():
         done, frame = _split_finished(pd.read_csv(args.out), frame, args.column)
-    originals = frame[args.column]
-    server: LocalServer | None = None
-    try:
-        if args.local:
-            from skinfix_nb.local import serve
-
-            server = serve(port=0)
-            frame = _serve_local_paths(frame, args.column, server)
-        client = _client_for(args, server)
-        try:
-            result = frame.skinfix.submit(
-                args.column,
-                client=client,
-                concurrency=args.concurrency,
-                max_cost=args.max_cost,
-                timeout=args.timeout,
-                progress=not args.quiet,
-            )
-        finally:
-            client.close()
-    finally:
-        if server is not None:
-            server.stop()
-    result[args.column] = originals  # file paths stay paths, not loopback URLs
-    if done is not None:
-        result = pd.concat([done, result]).sort_index()
+    if done is None:
+        result = _submit(frame, args)
+    elif len(frame):
+        result = pd.concat([done, _submit(frame, args)]).sort_index()
+    else:
+        result = done
     _write_csv(result, args.out)
     print(_summary(result, seconds=time.monotonic() - started, out=args.out))
     succeeded = bool((result["status"] == "succeeded").all())
@@ -351,6 +331,32 @@ def _read_input(path: Path, column: str) -> pd.DataFrame:
         found = ", ".join(map(str, frame.columns)) or "none"
         raise UsageError(f"{path} has no column {column!r} (columns: {found}); pass --column")
     return frame
+
+
+def _submit(frame: pd.DataFrame, args: argparse.Namespace) -> pd.DataFrame:
+    """Send the rows through the accessor on the backend the arguments name."""
+    originals = frame[args.column]
+    server: LocalServer | None = None
+    try:
+        if args.local:
+            from skinfix_nb.local import serve
+
+            server = serve(port=0)
+            frame = _serve_local_paths(frame, args.column, server)
+        with _client_for(args, server) as client:
+            result: pd.DataFrame = frame.skinfix.submit(
+                args.column,
+                client=client,
+                concurrency=args.concurrency,
+                max_cost=args.max_cost,
+                timeout=args.timeout,
+                progress=not args.quiet,
+            )
+    finally:
+        if server is not None:
+            server.stop()
+    result[args.column] = originals  # file paths stay paths, not loopback URLs
+    return result
 
 
 def _split_finished(

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from skinfix_nb import labels as labels_module
@@ -219,8 +220,4 @@ def _unmeasured() -> dict[str, Any]:
 
 
 def _bool_or_none(value: object) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if type(value).__name__ == "bool_":
-        return bool(value)
-    return None
+    return bool(value) if isinstance(value, bool | np.bool_) else None

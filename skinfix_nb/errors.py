@@ -20,6 +20,7 @@
     ├── InvalidImageError             not a usable image (also a ValueError)
     │   └── ImageTooLargeError          decompression bomb or over the upload limit
     ├── InvalidSignature              a callback failed its signature check (also a ValueError)
+    ├── InvalidCallback               a callback body that is not a run event (also a ValueError)
     └── ConfigurationError            bad arguments or set-up, e.g. no API key (also a ValueError)
 
 API errors are built by :meth:`APIError.from_response`, which reads the
@@ -50,6 +51,7 @@ __all__ = [
     "ConflictError",
     "ImageTooLargeError",
     "InsufficientCreditError",
+    "InvalidCallback",
     "InvalidImageError",
     "InvalidSignature",
     "NotFoundError",
@@ -244,6 +246,10 @@ class InvalidImageError(RunflowError, ValueError):
 
 class ImageTooLargeError(InvalidImageError):
     """Too many pixels (a possible decompression bomb) or too many bytes to upload."""
+
+
+class InvalidCallback(RunflowError, ValueError):
+    """A callback body that is not a Runflow run event (not a JSON object, or no ``run_id``)."""
 
 
 class InvalidSignature(RunflowError, ValueError):

@@ -10,7 +10,6 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 MAX_SAVED_BYTES = 200_000
 # An executed notebook embeds thumbnails only (<= 512 px), never full-size images.

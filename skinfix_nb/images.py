@@ -15,6 +15,8 @@ import os
 import warnings
 from typing import IO, TypeAlias
 
+import numpy as np
+from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from skinfix_nb.errors import ImageTooLargeError, InvalidImageError
@@ -36,7 +38,9 @@ MAX_IMAGE_PIXELS = 100_000_000
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 """Pillow format names :func:`open_image` will decode; everything else is refused."""
 
-ImageSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | IO[bytes] | Image.Image
+ImageSource: TypeAlias = (
+    str | os.PathLike[str] | bytes | bytearray | IO[bytes] | Image.Image | NDArray[np.uint8]
+)
 
 _SUPPORTED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 _ENCODABLE = {"JPEG": "JPEG", "JPG": "JPEG", "PNG": "PNG", "WEBP": "WEBP"}
@@ -91,8 +95,9 @@ def open_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
 
     Parameters
     ----------
-    source : path, bytes, binary file object or PIL.Image.Image
-        Where the image comes from. A PIL image is copied, never changed in place.
+    source : path, bytes, binary file object, PIL.Image.Image or uint8 array
+        Where the image comes from. A PIL image is copied, never changed in place. An
+        array is H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA), dtype uint8.
     max_pixels : int, optional
         Refuse images with more pixels than this (default :data:`MAX_IMAGE_PIXELS`).
         Checked from the header, before any pixel is decoded.
@@ -115,6 +120,8 @@ def open_image(source: ImageSource, *, max_pixels: int | None = None) -> Image.I
     limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if limit < 1:
         raise ValueError(f"max_pixels must be a positive pixel count, got {max_pixels!r}")
+    if isinstance(source, np.ndarray):
+        source = _from_array(source)
     if isinstance(source, Image.Image):
         _check_pixels(source.size, limit)
         image = _load(source, "the given PIL image")
@@ -179,6 +186,18 @@ def to_data_uri(
     return f"data:{_MIME_BY_FORMAT[target]};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def _from_array(array: NDArray[np.uint8]) -> Image.Image:
+    channels = 1 if array.ndim == 2 else array.shape[-1] if array.ndim == 3 else 0
+    if array.dtype != np.uint8 or channels not in (1, 3, 4):
+        raise InvalidImageError(
+            f"cannot use an array of shape {array.shape} and dtype {array.dtype} as an image: "
+            "pass uint8 H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA)"
+        )
+    return Image.fromarray(
+        np.ascontiguousarray(array.reshape(array.shape[:2]) if channels == 1 else array)
+    )
+
+
 def _read_bytes(source: object) -> tuple[bytes, str]:
     """The raw bytes of ``source`` and a short name for messages."""
     if isinstance(source, bytes | bytearray):
@@ -203,7 +222,7 @@ def _read_bytes(source: object) -> tuple[bytes, str]:
         return bytes(data), "the given file object"
     raise InvalidImageError(
         f"cannot read an image from {type(source).__name__}: pass a path, bytes, "
-        "a binary file object or a PIL.Image.Image"
+        "a binary file object, a PIL.Image.Image or a uint8 array"
     )
 
 
@@ -296,8 +315,6 @@ def _normalise(image: Image.Image) -> Image.Image:
 
 def _high_depth_to_l(image: Image.Image) -> Image.Image:
     """Scale 16/32-bit or float grey into 0-255 instead of clipping it."""
-    import numpy as np
-
     values = np.asarray(image, dtype=np.float64)
     peak = float(values.max()) if values.size else 0.0
     if image.mode == "F":

@@ -137,7 +137,9 @@ def retouch_with_info(image: ImageSource, strength: float = 0.8) -> tuple[Image.
     if not faces or strength == 0.0:
         clock.total()
         mode = "no_face" if not faces else "off"
-        return _rebuild(rgb, alpha, picture), RetouchInfo(faces, face_found=bool(faces), mode=mode, timing=timing)
+        return _rebuild(rgb, alpha, picture), RetouchInfo(
+            faces, face_found=bool(faces), mode=mode, timing=timing
+        )
     result, healed = _retouch_rgb(rgb, geometry, strength, clock)
     output = _rebuild(result, alpha, picture)
     clock.total()

@@ -19,10 +19,10 @@ WORK_FACE_WIDTH = 320
 """Face width, in pixels, at which spots are searched and healed."""
 
 _MAX_SPOT_SHARE = 0.04  # never heal more than this share of the skin: wrinkles are not spots
-_MAX_CANDIDATES = 80
-# robust threshold limits, in scale-normalised log units (about 8 % and 40 % contrast)
-_THRESHOLD_FLOOR = 0.018
-_THRESHOLD_CEILING = 0.06
+_MAX_CANDIDATES = 120
+# limits of the robust threshold, in scale-normalised log units
+_THRESHOLD_FLOOR = 0.02
+_THRESHOLD_CEILING = 0.04
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def heal_blemishes(
     """
     height, width = rgb.shape[:2]
     empty = Healing(np.zeros((height, width, 3), np.float32), [])
-    on_skin = (skin > 0.5) & ~keep_out
+    on_skin = (skin > 0.3) & ~keep_out
     skin_pixels = int(on_skin.sum())
     if skin_pixels < 64:
         return empty
@@ -87,10 +87,10 @@ def heal_blemishes(
         radius = max(radius, float(np.sqrt(area / np.pi)))
         if radius > max_radius or not _ringed_by_skin(skin, cx, cy, radius):
             continue
-        heal_radius = int(np.ceil(1.5 * radius + 1))
-        budget -= np.pi * heal_radius**2
+        budget -= area
         if budget < 0:
             break
+        heal_radius = int(np.ceil(1.5 * radius + 1))
         cv2.circle(heal, (round(cx), round(cy)), heal_radius, 255, thickness=-1)
         boxes.append(
             (

@@ -7,6 +7,8 @@ outermost first: request log, error envelope, bearer auth, injected faults.
 
 from __future__ import annotations
 
+import contextvars
+import dataclasses
 import hashlib
 import hmac
 import ipaddress
@@ -48,6 +50,17 @@ UPLOAD_MIME_TYPES = (
     "image/tiff",
 )
 _BACKEND = web.AppKey("backend", Backend)
+
+
+@dataclasses.dataclass
+class _Note:
+    """What a handler tells the request log beyond the status."""
+
+    client_ref: str | None = None
+    dropped: bool = False
+
+
+_NOTE: contextvars.ContextVar[_Note] = contextvars.ContextVar("skinfix_request_note")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -98,19 +111,21 @@ def envelope(
 async def record_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Log every request for tests (method, path, status, idempotency key, client_ref)."""
     response: web.StreamResponse | None = None
+    note = _Note()
+    _NOTE.set(note)  # the handler runs in this task's context and fills the note in
     try:
         response = await handler(request)
         response.headers.setdefault("Runflow-Request-Id", uuid.uuid4().hex)
         return response
     finally:
-        status = 0 if request.get("dropped") or response is None else response.status
+        status = 0 if note.dropped or response is None else response.status
         request.app[_BACKEND].store.log_request(
             RequestRecord(
                 method=request.method,
                 path=request.path,
                 status=status,
                 idempotency_key=request.headers.get("Idempotency-Key"),
-                client_ref=request.get("client_ref"),
+                client_ref=note.client_ref,
                 at=time.time(),
             )
         )
@@ -360,7 +375,7 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     backend = request.app[_BACKEND]
     body = await _json_body(request)
     if isinstance(body, dict) and isinstance(body.get("client_ref"), str):
-        request["client_ref"] = body["client_ref"][:255]
+        _NOTE.get().client_ref = body["client_ref"][:255]
     fields = _validate_create(_object(body), strict_https=backend.faults.strict_https)
     key = request.headers.get("Idempotency-Key")
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -393,7 +408,7 @@ async def create_run(request: web.Request) -> web.StreamResponse:
     if key is not None:
         backend.store.remember_answer(key, Idempotent(fingerprint, 201, payload))
     if backend.dice.hits(backend.faults.drop_after_post_rate):
-        request["dropped"] = True
+        _NOTE.get().dropped = True
         if request.transport is not None:
             request.transport.close()
     return web.Response(body=payload, status=201, content_type="application/json")

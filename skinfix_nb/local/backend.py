@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -53,11 +54,23 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+_last_uuid7 = [0, 0]  # [milliseconds, sequence]: ids stay ordered within one millisecond
+_uuid7_lock = threading.Lock()
+
+
 def uuid7() -> str:
-    """A time-ordered UUIDv7, the kind Runflow uses for run ids."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10)) & ((1 << 80) - 1)
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # variant
+    """A time-ordered UUIDv7, the kind Runflow uses for run ids; monotonic in this process."""
+    with _uuid7_lock:
+        millis = time.time_ns() // 1_000_000
+        if millis <= _last_uuid7[0]:
+            millis, sequence = _last_uuid7[0], _last_uuid7[1] + 1
+            if sequence > 0xFFF:  # 4096 ids in one millisecond: borrow the next one
+                millis, sequence = millis + 1, 0
+        else:
+            sequence = 0
+        _last_uuid7[:] = [millis, sequence]
+    random_tail = int.from_bytes(os.urandom(8)) & ((1 << 62) - 1)
+    value = millis << 80 | 0x7 << 76 | sequence << 64 | 0b10 << 62 | random_tail
     return str(uuid.UUID(int=value))
 
 

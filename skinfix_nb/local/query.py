@@ -252,7 +252,7 @@ def page(
     after: list[Any] | None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of ``runs`` in ``sort`` order, after the cursor ``after``; and the next cursor."""
-    keys = [*sort, ("id", False)]
+    keys = [*sort, ("id", sort[0][1])]  # ids are time-ordered: break ties the same way
 
     def key_of(run: dict[str, Any]) -> list[Any]:
         return [run.get(field) for field, _ in keys]

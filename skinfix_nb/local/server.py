@@ -153,9 +153,11 @@ class LocalServer:
 
     async def _start(self, make_backend: Any, host: str, port: int) -> Backend:
         backend: Backend = make_backend()
-        runner = web.AppRunner(build_app(backend), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            build_app(backend), access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=2.0, backlog=512)
+        site = web.TCPSite(runner, host, port, backlog=512)
         try:
             await site.start()
         except OSError as exc:

@@ -16,6 +16,8 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from skinfix_nb import accessor as _accessor  # noqa: F401  (registers df.skinfix)
+
 if TYPE_CHECKING:
     from skinfix_nb import local
     from skinfix_nb.callbacks import (

@@ -3,22 +3,38 @@
 >>> from skinfix_nb import quality
 >>> quality.pair_metrics("before.jpg", "after.jpg").ssim
 >>> checked = quality.qa_frame(out)            # metric columns + qa_flag per row
+>>> quality.plot(checked)                      # distributions, flagged pairs in red
 >>> quality.report(checked, "qa.html")         # one self-contained HTML file
 
 Only numpy and OpenCV are needed; matplotlib is used when asked for and installed.
 """
 
 from skinfix_nb.quality.flags import FLAGS, QAThresholds, flag_names
-from skinfix_nb.quality.frame import METRIC_COLUMNS, QA_COLUMNS, qa_frame
+from skinfix_nb.quality.frame import METRIC_COLUMNS, QA_COLUMNS, qa_frame, reflag
 from skinfix_nb.quality.metrics import PairMetrics, pair_metrics
+from skinfix_nb.quality.plots import (
+    DistributionPlots,
+    distribution_figure,
+    distribution_svg,
+    plot,
+    worst_rows,
+)
+from skinfix_nb.quality.report import report
 
 __all__ = [
     "FLAGS",
     "METRIC_COLUMNS",
     "QA_COLUMNS",
+    "DistributionPlots",
     "PairMetrics",
     "QAThresholds",
+    "distribution_figure",
+    "distribution_svg",
     "flag_names",
     "pair_metrics",
+    "plot",
     "qa_frame",
+    "reflag",
+    "report",
+    "worst_rows",
 ]

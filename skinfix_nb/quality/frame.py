@@ -17,7 +17,14 @@ from skinfix_nb.errors import RunflowError
 from skinfix_nb.quality.flags import QAThresholds, flag_names, resolve_thresholds
 from skinfix_nb.quality.metrics import DEFAULT_MAX_PIXELS, PairMetrics, pair_metrics
 
-__all__ = ["DEFAULT_COLUMNS", "MEASURED_STATUSES", "METRIC_COLUMNS", "QA_COLUMNS", "qa_frame"]
+__all__ = [
+    "DEFAULT_COLUMNS",
+    "MEASURED_STATUSES",
+    "METRIC_COLUMNS",
+    "QA_COLUMNS",
+    "qa_frame",
+    "reflag",
+]
 
 DEFAULT_COLUMNS = ("image_url", "output_url")
 """The before and after columns of a results frame (what ``df.skinfix.submit`` returns)."""
@@ -221,3 +228,32 @@ def _unmeasured() -> dict[str, Any]:
 
 def _bool_or_none(value: object) -> bool | None:
     return bool(value) if isinstance(value, bool | np.bool_) else None
+
+
+def reflag(
+    df: pd.DataFrame, *, thresholds: QAThresholds | Mapping[str, float] | None = None
+) -> pd.DataFrame:
+    """A copy of a QA frame with ``qa_flag`` worked out again from its metric columns.
+
+    To try other thresholds without fetching or measuring anything again. Rows that were
+    not measured keep no flag; rows whose images could not be fetched keep ``fetch_failed``.
+    """
+    if "qa_flag" not in df.columns:
+        raise ValueError("the frame has no qa_flag column: run quality.qa_frame(df) first")
+    limits = resolve_thresholds(thresholds)
+    present = [c for c in (*METRIC_COLUMNS, "qa_nsfw", "qa_error") if c in df.columns]
+    flags: list[str | None] = []
+    for position, old in enumerate(df["qa_flag"]):
+        if not isinstance(old, str):
+            flags.append(None)
+            continue
+        row = {c.removeprefix("qa_"): df[c].iloc[position] for c in present}
+        error = row.pop("error", None)
+        row["fetch_failed"] = isinstance(error, str) and bool(error)
+        row["nsfw"] = _bool_or_none(row.get("nsfw"))
+        for name in ("size_differs", "face_found"):
+            row[name] = _bool_or_none(row.get(name))
+        flags.append(",".join(flag_names(row, limits)))
+    out = df.copy()
+    out["qa_flag"] = flags
+    return out

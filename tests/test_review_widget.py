@@ -12,6 +12,11 @@ from skinfix_nb import labels
 from skinfix_nb.display.review import ReviewWidget, review
 from skinfix_nb.quality import qa_frame
 
+# ipywidgets 7.7 (Colab's) builds its comms through ipykernel's deprecated Comm class
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:The `ipykernel.comm.Comm` class has been deprecated:DeprecationWarning"
+)
+
 SAMPLES = Path(__file__).resolve().parents[1] / "skinfix_nb" / "samples"
 
 

@@ -23,6 +23,8 @@ _MAX_CANDIDATES = 120
 # limits of the robust threshold, in scale-normalised log units
 _THRESHOLD_FLOOR = 0.02
 _THRESHOLD_CEILING = 0.04
+# Deep dark holes (nostrils, pupils, glasses rims, gaps in hair) score far above blemishes.
+_PEAK_CEILING = 0.2
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def heal_blemishes(
     budget = _MAX_SPOT_SHARE * skin_pixels
     max_radius = face_width / 18
     for label in order:
+        if peaks[label] > _PEAK_CEILING:
+            continue
         x, y, w, h, area = (int(v) for v in stats[label])
         if area > np.pi * max_radius**2 or max(w, h) > 3 * max(1, min(w, h)):
             continue
@@ -148,7 +152,7 @@ def _component_peaks(
 
 
 def _ringed_by_skin(skin: NDArray[np.float32], cx: float, cy: float, radius: float) -> bool:
-    """True when the ring 1.6-2.6 radii around the spot is skin nearly all the way round."""
+    """True when the ring 1.6-2.6 radii around the spot is mostly skin."""
     outer = int(np.ceil(2.6 * radius)) + 1
     height, width = skin.shape
     x0, x1 = max(0, int(cx) - outer), min(width, int(cx) + outer + 1)
@@ -158,4 +162,4 @@ def _ringed_by_skin(skin: NDArray[np.float32], cx: float, cy: float, radius: flo
     ring = (distance >= 1.6 * radius) & (distance <= 2.6 * radius)
     expected = np.pi * ((2.6 * radius) ** 2 - (1.6 * radius) ** 2)
     on_skin = float((skin[y0:y1, x0:x1][ring] > 0.3).sum())
-    return on_skin >= 0.8 * expected
+    return on_skin >= 0.7 * expected

@@ -33,7 +33,7 @@ BoolMap = NDArray[np.bool_]
 _EYES = ((0.30, 0.41, 0.15, 0.09), (0.70, 0.41, 0.15, 0.09))
 _BROWS = ((0.30, 0.27, 0.17, 0.07), (0.70, 0.27, 0.17, 0.07))
 _LIPS = ((0.50, 0.79, 0.22, 0.11),)
-_NOSTRILS = ((0.50, 0.66, 0.15, 0.06),)
+_NOSTRILS = ((0.50, 0.65, 0.16, 0.08),)
 # The face oval around the Haar box: forehead above it, chin just below it.
 _OVAL = (0.50, 0.45, 0.56, 0.74)
 

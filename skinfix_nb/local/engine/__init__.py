@@ -190,8 +190,8 @@ def _split(picture: Image.Image) -> tuple[NDArray[np.uint8], NDArray[np.uint8] |
         pixels = np.asarray(picture)
         return np.ascontiguousarray(pixels[..., :3]), pixels[..., 3].copy()
     if picture.mode == "L":
-        return cv2.cvtColor(np.asarray(picture), cv2.COLOR_GRAY2RGB), None
-    return np.array(picture.convert("RGB")), None
+        return np.asarray(cv2.cvtColor(np.asarray(picture), cv2.COLOR_GRAY2RGB), np.uint8), None
+    return np.array(picture, np.uint8), None
 
 
 def _rebuild(

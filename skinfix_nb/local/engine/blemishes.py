@@ -73,7 +73,7 @@ def heal_blemishes(
     count, labels, stats, _ = cv2.connectedComponentsWithStats(candidates, connectivity=8)
     if count <= 1:
         return empty
-    peaks = _component_peaks(score, labels, count)
+    peaks = _component_peaks(score, np.asarray(labels, np.int32), count)
     order = np.argsort(-peaks[1:])[:_MAX_CANDIDATES] + 1
     heal = np.zeros((height, width), np.uint8)
     boxes: list[tuple[int, int, int, int]] = []
@@ -140,7 +140,7 @@ def _smallest_curvature(image: NDArray[np.float32], sigma: float) -> NDArray[np.
     dxy = cv2.Sobel(smooth, cv2.CV_32F, 1, 1, ksize=3) * np.float32(0.25)
     half_trace = 0.5 * (dxx + dyy)
     spread = np.sqrt((0.5 * (dxx - dyy)) ** 2 + dxy * dxy)
-    return (half_trace - spread).astype(np.float32)
+    return np.asarray(half_trace - spread, np.float32)
 
 
 def _component_peaks(

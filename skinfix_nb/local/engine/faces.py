@@ -54,7 +54,7 @@ def _load_cascades() -> _Cascades:
     global _cascades
     with _cascades_lock:
         if _cascades is None:
-            folder = cv2.data.haarcascades
+            folder = cv2.data.haarcascades  # type: ignore[attr-defined]
             face = cv2.CascadeClassifier(
                 os.path.join(folder, "haarcascade_frontalface_default.xml")
             )
@@ -75,7 +75,7 @@ def proxy_of(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
     if scale == 1.0:
         return rgb, 1.0
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+    return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8), scale
 
 
 def detect_faces(proxy: NDArray[np.uint8], *, colour: bool) -> list[Box]:
@@ -91,7 +91,7 @@ def detect_faces(proxy: NDArray[np.uint8], *, colour: bool) -> list[Box]:
     height, width = proxy.shape[:2]
     if min(height, width) < 24:  # smaller than the cascade's own window
         return []
-    grey = cv2.cvtColor(proxy, cv2.COLOR_RGB2GRAY)
+    grey = np.asarray(cv2.cvtColor(proxy, cv2.COLOR_RGB2GRAY), np.uint8)
     scale = min(1.0, DETECT_SIDE / max(height, width))
     small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     min_side = max(24, int(0.08 * min(small.shape)))
@@ -100,14 +100,17 @@ def detect_faces(proxy: NDArray[np.uint8], *, colour: bool) -> list[Box]:
         found = cascades.face.detectMultiScale(
             cv2.equalizeHist(small), scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side)
         )
-    boxes = [tuple(int(round(v / scale)) for v in box) for box in found]
+    boxes: list[Box] = [
+        (round(x / scale), round(y / scale), round(w / scale), round(h / scale))
+        for x, y, w, h in found
+    ]
     if colour:
-        ycrcb = cv2.cvtColor(proxy, cv2.COLOR_RGB2YCrCb)
+        ycrcb = np.asarray(cv2.cvtColor(proxy, cv2.COLOR_RGB2YCrCb), np.uint8)
         boxes = [b for b in boxes if _centre_is_skin(ycrcb, b)]
     if len(boxes) > 1:
         with_eyes = [b for b in boxes if _has_eye(grey, b, cascades)]
         boxes = with_eyes or [max(boxes, key=lambda b: b[2] * b[3])]
-    return [(b[0], b[1], b[2], b[3]) for b in boxes]
+    return boxes
 
 
 def _centre_is_skin(ycrcb: NDArray[np.uint8], box: Box) -> bool:
@@ -166,11 +169,11 @@ def skin_mask(proxy: NDArray[np.uint8], boxes: list[Box]) -> FloatMap:
     face_width = max(b[2] for b in boxes)
     size = max(3, int(face_width / 25) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(0.8, face_width / 40))
-    cut = feature_zones((height, width), boxes, nostrils=False).astype(np.float32)
-    cut = cv2.GaussianBlur(cut, (0, 0), max(0.6, face_width / 80))
+    closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+    opened = cv2.morphologyEx(closed, cv2.MORPH_OPEN, kernel)
+    mask = np.asarray(cv2.GaussianBlur(opened, (0, 0), max(0.8, face_width / 40)), np.float32)
+    zones = feature_zones((height, width), boxes, nostrils=False).astype(np.float32)
+    cut = np.asarray(cv2.GaussianBlur(zones, (0, 0), max(0.6, face_width / 80)), np.float32)
     mask *= 1.0 - np.clip(cut * 1.5, 0.0, 1.0)
     return np.clip(mask, 0.0, 1.0)
 
@@ -194,7 +197,7 @@ def _colour_likelihood(ycrcb: NDArray[np.float32], box: Box) -> FloatMap:
     dcb = ycrcb[..., 2] - np.float32(mean[1])
     d2 = inv[0, 0] * dcr * dcr + 2 * inv[0, 1] * dcr * dcb + inv[1, 1] * dcb * dcb
     # full weight within 1.5 sigma, none beyond 3 sigma
-    return np.clip((3.0 - np.sqrt(d2)) / 1.5, 0.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip((3.0 - np.sqrt(d2)) / 1.5, 0.0, 1.0), np.float32)
 
 
 def _oval_prior(xx: FloatMap, yy: FloatMap, box: Box) -> FloatMap:
@@ -212,4 +215,4 @@ def _smoothness_gate(grey: FloatMap, box: Box) -> FloatMap:
     core = texture[y + int(0.5 * h) : y + int(0.72 * h), x + int(0.22 * w) : x + int(0.78 * w)]
     typical = float(np.median(core)) if core.size else 1.0
     low, high = 2.0 * typical + 0.5, 4.0 * typical + 1.5
-    return np.clip((high - texture) / (high - low), 0.0, 1.0).astype(np.float32)
+    return np.asarray(np.clip((high - texture) / (high - low), 0.0, 1.0), np.float32)

@@ -30,17 +30,17 @@ def smoothing_delta(roi: NDArray[np.float32], face_width: float) -> NDArray[np.f
     factor = max(1.0, low_sigma / 2.0)  # the low band is smooth enough to compute smaller
     if factor > 1.0:
         small_size = (max(1, round(width / factor)), max(1, round(height / factor)))
-        small = cv2.resize(roi, small_size, interpolation=cv2.INTER_AREA)
+        small = _f32(cv2.resize(roi, small_size, interpolation=cv2.INTER_AREA))
     else:
         small = roi
-    low = cv2.GaussianBlur(small, (0, 0), low_sigma / factor)
+    low = _f32(cv2.GaussianBlur(small, (0, 0), low_sigma / factor))
     flattened = fast_guided_filter(low, radius=radius / factor, eps=_EPS)
     tone_change = flattened - low
     if factor > 1.0:
-        low = cv2.resize(low, (width, height), interpolation=cv2.INTER_LINEAR)
-        tone_change = cv2.resize(tone_change, (width, height), interpolation=cv2.INTER_LINEAR)
+        low = _f32(cv2.resize(low, (width, height), interpolation=cv2.INTER_LINEAR))
+        tone_change = _f32(cv2.resize(tone_change, (width, height), interpolation=cv2.INTER_LINEAR))
     # delta = (flattened - low) - (1 - kept) * (roi - low), computed in place to save memory
-    delta = cv2.subtract(roi, low)
+    delta = _f32(cv2.subtract(roi, low))
     del low
     delta *= np.float32(-(1.0 - TEXTURE_KEPT))
     delta += tone_change
@@ -57,23 +57,33 @@ def fast_guided_filter(
     small fraction of its cost. ``eps`` is in squared 0-255 levels.
     """
     height, width = image.shape[:2]
-    guide = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    guide = _f32(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
     step = max(1.0, radius / 4.0)
     size = (max(1, round(width / step)), max(1, round(height / step)))
-    small_guide = cv2.resize(guide, size, interpolation=cv2.INTER_AREA)
-    small_image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small_guide = _f32(cv2.resize(guide, size, interpolation=cv2.INTER_AREA))
+    small_image = _f32(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
     side = 2 * max(1, round(radius / step)) + 1
     box = (side, side)
-    mean_guide = cv2.boxFilter(small_guide, -1, box)
-    var_guide = cv2.boxFilter(small_guide * small_guide, -1, box) - mean_guide * mean_guide
-    mean_image = cv2.boxFilter(small_image, -1, box)
-    corr = cv2.boxFilter(small_image * small_guide[..., None], -1, box)
-    gain = (corr - mean_image * mean_guide[..., None]) / (var_guide[..., None] + np.float32(eps))
-    offset = mean_image - gain * mean_guide[..., None]
-    gain = cv2.resize(cv2.boxFilter(gain, -1, box), (width, height), interpolation=cv2.INTER_LINEAR)
-    offset = cv2.resize(
-        cv2.boxFilter(offset, -1, box), (width, height), interpolation=cv2.INTER_LINEAR
+    mean_guide = _f32(cv2.boxFilter(small_guide, -1, box))
+    var_guide = _f32(cv2.boxFilter(small_guide * small_guide, -1, box)) - mean_guide * mean_guide
+    mean_image = _f32(cv2.boxFilter(small_image, -1, box))
+    corr = _f32(cv2.boxFilter(small_image * small_guide[..., None], -1, box))
+    small_gain = (corr - mean_image * mean_guide[..., None]) / (
+        var_guide[..., None] + np.float32(eps)
+    )
+    small_offset = mean_image - small_gain * mean_guide[..., None]
+    full = (width, height)
+    gain = _f32(
+        cv2.resize(cv2.boxFilter(small_gain, -1, box), full, interpolation=cv2.INTER_LINEAR)
+    )
+    offset = _f32(
+        cv2.resize(cv2.boxFilter(small_offset, -1, box), full, interpolation=cv2.INTER_LINEAR)
     )
     gain *= guide[..., None]
     gain += offset
-    return gain.astype(np.float32, copy=False)
+    return gain
+
+
+def _f32(array: object) -> NDArray[np.float32]:
+    """OpenCV's results typed as what they are (no copy when already float32)."""
+    return np.asarray(array, np.float32)

@@ -148,9 +148,12 @@ class Gallery(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
         self.page = min(max(page, 0), self.page_count - 1)
         chunk = self.rows.iloc[self.page * self.page_size : (self.page + 1) * self.page_size]
         tiles = self.render_tiles(chunk)
+        comparable = (
+            chunk[self.columns[1]].notna() if self.columns[1] in chunk else [False] * len(chunk)
+        )
         self.grid.children = [
-            self._tile_widget(label, markup)
-            for label, markup in zip(chunk.index, tiles, strict=True)
+            self._tile_widget(label, markup, enabled=bool(ok))
+            for label, markup, ok in zip(chunk.index, tiles, comparable, strict=True)
         ]
         self.page_label.value = (
             f'<span style="{FONT}">page {self.page + 1} of {self.page_count} · '
@@ -188,8 +191,8 @@ class Gallery(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
         self.detail.children = [widgets.HBox([title, close]), view]
         return view
 
-    def _tile_widget(self, label: Any, markup: str) -> widgets.VBox:
-        button = widgets.Button(description="Compare", icon="search-plus")
+    def _tile_widget(self, label: Any, markup: str, *, enabled: bool) -> widgets.VBox:
+        button = widgets.Button(description="Compare", icon="search-plus", disabled=not enabled)
         button.on_click(lambda _button: self._open_from_tile(label))
         return widgets.VBox([widgets.HTML(markup), button])
 

@@ -79,6 +79,7 @@ def run_demo(out: Path, *, progress: bool = True) -> DemoSummary:
         frame = pd.DataFrame(
             {
                 "name": [path.stem for path in portraits],
+                "image_path": [str(path) for path in portraits],
                 "image_url": [server.serve_file(path) for path in portraits],
             }
         )

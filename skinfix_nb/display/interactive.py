@@ -94,9 +94,10 @@ class InteractiveComparison(widgets.VBox):  # type: ignore[misc]  # ipywidgets s
         self.heatmap = widgets.ToggleButton(
             value=False, description="Difference heatmap", icon="fire"
         )
-        self.view = widgets.Image(format="jpeg", layout=widgets.Layout(max_width="100%"))
-        self.zoom_before = widgets.Image(format="png")
-        self.zoom_after = widgets.Image(format="png")
+        self.view = widgets.Image(format="jpeg", layout=_natural_size(self._before_view.size))
+        zoom_size = _natural_size(self._crop_size())
+        self.zoom_before = widgets.Image(format="png", layout=zoom_size)
+        self.zoom_after = widgets.Image(format="png", layout=zoom_size)
         self.save_button = widgets.Button(description="Save full resolution", icon="download")
         self.message = widgets.HTML()
         for control in (self.mode, self.position, self.heatmap):
@@ -145,10 +146,14 @@ class InteractiveComparison(widgets.VBox):  # type: ignore[misc]  # ipywidgets s
     def zoom_box(self) -> tuple[int, int, int, int]:
         """The zoom region as ``(left, top, right, bottom)`` in full-resolution pixels."""
         width, height = self._before_full.size
-        side_x, side_y = min(self.zoom_side, width), min(self.zoom_side, height)
+        side_x, side_y = self._crop_size()
         left = min(max(self._centre[0] - side_x // 2, 0), width - side_x)
         top = min(max(self._centre[1] - side_y // 2, 0), height - side_y)
         return left, top, left + side_x, top + side_y
+
+    def _crop_size(self) -> tuple[int, int]:
+        width, height = self._before_full.size
+        return min(self.zoom_side, width), min(self.zoom_side, height)
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the retouched image at full resolution to ``path`` and return the path.
@@ -209,6 +214,11 @@ class InteractiveComparison(widgets.VBox):  # type: ignore[misc]  # ipywidgets s
         box = self.zoom_box()
         self.zoom_before.value = encode_image(self._before_full.crop(box), "PNG")
         self.zoom_after.value = encode_image(self._after_full.crop(box), "PNG")
+
+
+def _natural_size(size: tuple[int, int]) -> widgets.Layout:
+    """Show an image at its own pixel size (boxes would stretch it), shrinking to fit."""
+    return widgets.Layout(width=f"{size[0]}px", max_width="100%", height="auto")
 
 
 def _wipe(before: Image.Image, after: Image.Image, position: float) -> Image.Image:

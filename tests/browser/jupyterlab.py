@@ -299,18 +299,32 @@ class LabPage:
         return found
 
     def screenshot_widgets(self, name: str) -> list[Path]:
-        """PNG of every cell output area holding a widget, plus one of the whole notebook."""
+        """PNG of every cell output area holding a widget, plus one of the whole notebook.
+
+        JupyterLab scrolls inside its own panel, so the viewport is grown to the notebook's
+        height for the shots (tall outputs come out whole), then restored.
+        """
         folder = artifacts_dir()
         shots = []
-        cells = self.page.locator(".jp-Notebook .jp-Cell")
-        for cell in self.state()["cells"]:
-            if cell["widget_outputs"]:
-                area = cells.nth(cell["index"]).locator(".jp-Cell-outputArea")
-                area.scroll_into_view_if_needed()
-                path = folder / f"{name}.cell{cell['index']:02d}.png"
-                area.screenshot(path=str(path), animations="disabled")
-                shots.append(path)
-        shots.append(self._screenshot_full(folder / f"{name}.full.png"))
+        size = self.page.viewport_size
+        height = self.page.evaluate(_JS_NOTEBOOK_HEIGHT)
+        self.page.set_viewport_size(
+            {"width": size["width"], "height": max(size["height"], min(int(height) + 200, 12000))}
+        )
+        try:
+            self.page.wait_for_timeout(300)
+            cells = self.page.locator(".jp-Notebook .jp-Cell")
+            for cell in self.state()["cells"]:
+                if cell["widget_outputs"]:
+                    path = folder / f"{name}.cell{cell['index']:02d}.png"
+                    area = cells.nth(cell["index"]).locator(".jp-Cell-outputArea")
+                    area.screenshot(path=str(path), animations="disabled")
+                    shots.append(path)
+            full = folder / f"{name}.full.png"
+            self.page.screenshot(path=str(full), animations="disabled")
+            shots.append(full)
+        finally:
+            self.page.set_viewport_size(size)
         return shots
 
     def pick_file(self, path: str | os.PathLike[str], *, index: int = 0) -> None:
@@ -344,21 +358,6 @@ class LabPage:
             time.sleep(0.3)
         raise AssertionError(f"{expression} still false after {timeout or self.timeout} s")
 
-    def _screenshot_full(self, path: Path) -> Path:
-        # JupyterLab scrolls inside its own panel: grow the viewport to the notebook's height
-        height = self.page.evaluate(
-            "() => Math.max(0, ...[...document.querySelectorAll('.jp-NotebookPanel-notebook')]"
-            ".map(n => { n.scrollTop = 0; return n.scrollHeight; }))"
-        )
-        size = self.page.viewport_size
-        self.page.set_viewport_size(
-            {"width": size["width"], "height": max(size["height"], min(int(height) + 200, 12000))}
-        )
-        self.page.wait_for_timeout(300)
-        self.page.screenshot(path=str(path), animations="disabled")
-        self.page.set_viewport_size(size)
-        return path
-
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -371,6 +370,11 @@ def _kill_group(pid: int, sig: signal.Signals) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 
+
+_JS_NOTEBOOK_HEIGHT = """
+() => Math.max(0, ...[...document.querySelectorAll('.jp-NotebookPanel-notebook, .jp-WindowedPanel-outer')]
+  .map(n => { n.scrollTop = 0; return n.scrollHeight; }))
+"""
 
 _JS_OPEN = """
 async ([path, kernel]) => {

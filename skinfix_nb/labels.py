@@ -21,13 +21,12 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
+
+import pandas as pd
 
 from skinfix_nb import paths
 from skinfix_nb.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["LABELS", "DEFAULT_FILENAME", "Label", "LabelStore", "LabelsLike", "load", "save"]
 
@@ -230,8 +229,9 @@ def load(df: pd.DataFrame, *, labels: LabelsLike = None) -> pd.DataFrame:
         new_notes.append(
             _text_or_none(old_notes.iloc[position]) or "" if old_notes is not None else ""
         )
-    out["qa_label"] = new_labels
-    out["qa_note"] = new_notes
+    # object columns keep None for "not reviewed" on pandas 2 and 3 alike
+    out["qa_label"] = pd.Series(new_labels, index=out.index, dtype=object)
+    out["qa_note"] = pd.Series(new_notes, index=out.index, dtype=object)
     return out
 
 

@@ -91,7 +91,7 @@ def test_real_retouch_changes_skin_and_leaves_the_rest(name: str) -> None:
     assert metrics.skin_change > 20 * metrics.background_change
     assert metrics.background_changed_pct < 1.0
     assert metrics.feature_sharpness_ratio > 0.9
-    assert metrics.ssim > 0.99
+    assert metrics.ssim > 0.95
     assert flag_names(metrics.as_dict(), QAThresholds()) == []
 
 

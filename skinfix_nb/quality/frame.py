@@ -41,6 +41,7 @@ QA_COLUMNS = (*METRIC_COLUMNS, "qa_nsfw", "qa_flag", "qa_error")
 """Every column :func:`qa_frame` adds (besides the review labels)."""
 
 _BOOLEAN_METRICS = {"qa_size_differs", "qa_face_found"}
+_OBJECT_COLUMNS = {*_BOOLEAN_METRICS, "qa_nsfw", "qa_flag", "qa_error"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,10 @@ def qa_frame(
             results[position] = row
     out = df.copy()
     for column in QA_COLUMNS:
-        out[column] = [row[column] for row in results]
+        values = [row[column] for row in results]
+        # flags, errors and yes/no columns stay object so "not measured" is None on pandas 2 and 3
+        dtype = object if column in _OBJECT_COLUMNS else float
+        out[column] = pd.Series(values, index=out.index, dtype=dtype)
     if labels is not False and "run_id" in out.columns:
         out = labels_module.load(out, labels=labels)
     return out
@@ -255,5 +259,5 @@ def reflag(
             row[name] = _bool_or_none(row.get(name))
         flags.append(",".join(flag_names(row, limits)))
     out = df.copy()
-    out["qa_flag"] = flags
+    out["qa_flag"] = pd.Series(flags, index=out.index, dtype=object)
     return out

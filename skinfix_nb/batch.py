@@ -40,7 +40,7 @@ from skinfix_nb.errors import (
     ServerError,
     redact_url,
 )
-from skinfix_nb.ledger import Ledger, client_ref_for, new_owner, release_owner
+from skinfix_nb.ledger import Claim, Ledger, client_ref_for, new_owner, release_owner
 from skinfix_nb.models import TERMINAL_STATUSES, Run, RunPage
 
 if TYPE_CHECKING:
@@ -97,8 +97,10 @@ _FIRST_CHECK_S = 0.25  # first look at a run before any duration has been observ
 _MIN_POLL_GAP_S = 0.02
 _MAX_POLL_GAP_S = 5.0
 _BACKOFF = 1.5
+_COALESCE = 0.1  # fraction of a typical run within which due checks are merged
 _LOOKUP_CONCURRENCY = 8
 _INTERRUPT_GRACE_S = 10.0
+_BUSY_RECHECK_S = 0.05  # how soon to look again at a ref another batch is sending
 _CALLBACK_GRACE_S = 5.0  # with callbacks, a run is polled only this long after it was due
 
 
@@ -621,6 +623,7 @@ class Batch:
         self._slot_freed = asyncio.Event()  # a slot or some budget came free
         self._in_flight = 0
         self._by_run_id: dict[str, _Job] = {}
+        self._deadline: float | None = None
         self._finished = threading.Event()
         self._owner = new_owner()
         self._progress: _Progress = _NoProgress()
@@ -681,6 +684,7 @@ class Batch:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = None if self.timeout is None else loop.time() + self.timeout
+        self._deadline = deadline
         for job in self.plan.jobs:
             if job.tracked:  # created by an earlier call: look at it in the first poll
                 job.next_check = loop.time()
@@ -755,15 +759,20 @@ class Batch:
         event.clear()
 
     async def _submit(self, job: _Job) -> None:
-        """Claim the ref in the ledger, look it up if an earlier batch may have sent it, POST."""
-        claim = self.ledger.claim(
-            client_ref=job.client_ref,
-            url_key=job.url_key,
-            generation=job.generation,
-            model=self.client.model,
-            image_url=job.url,
-            owner=self._owner,
-        )
+        """Claim the ref in the ledger, look it up if an earlier batch may have sent it, POST.
+
+        A ref another live batch is sending right now (another kernel, another dask
+        partition) is not sent twice: this one waits for that batch's run id and follows it.
+        """
+        loop = asyncio.get_running_loop()
+        claim = self._claim(job)
+        pause = _BUSY_RECHECK_S
+        while claim.outcome == "busy" and self.stop_reason is None:
+            if self._deadline is not None and loop.time() + pause > self._deadline:
+                break
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+            claim = self._claim(job)
         run: Run | None = None
         if claim.outcome == "has_run":
             self._adopt(job, claim.entry.run_id)
@@ -814,7 +823,6 @@ class Batch:
             )
             job.run_id, job.run, job.created_at = run.id, run, run.created_at
             job.status = run.status if run.is_terminal else None
-        loop = asyncio.get_running_loop()
         if job.run_id is not None and not job.finished and self.wait:
             job.submitted_at = loop.time()
             job.next_check = job.submitted_at + self._first_check_after()
@@ -826,6 +834,16 @@ class Batch:
             self._slot_freed.set()
             return
         self._settle(job)
+
+    def _claim(self, job: _Job) -> Claim:
+        return self.ledger.claim(
+            client_ref=job.client_ref,
+            url_key=job.url_key,
+            generation=job.generation,
+            model=self.client.model,
+            image_url=job.url,
+            owner=self._owner,
+        )
 
     def _adopt(self, job: _Job, run_id: str | None) -> None:
         """Follow a run this call did not create (another call made it): no slot, no charge."""
@@ -916,6 +934,9 @@ class Batch:
     def _apply(self, pending: list[_Job], seen: Mapping[str, Run], *, now: float) -> None:
         updates: list[dict[str, object]] = []
         typical = self._durations.typical()
+        # A run seen unfinished that was due a moment from now is not looked at again
+        # straight away: that keeps POSTs sent a few ms apart from costing one poll each.
+        window = _COALESCE * (typical or _FIRST_CHECK_S)
         for job in pending:
             run = seen.get(str(job.run_id))
             if run is None:
@@ -925,7 +946,7 @@ class Batch:
             job.run = run
             job.created_at = run.created_at or job.created_at
             if not run.is_terminal:
-                if job.next_check <= now:
+                if job.next_check <= now + window:
                     self._backoff(job, now, typical)
                 continue
             job.status = run.status

@@ -126,6 +126,12 @@ class ImageFetcher:
         if self._owns_http:
             self._http.close()
 
+    def __enter__(self) -> ImageFetcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def fetch_bytes(self, url: str, *, refresh: Refresh | None = None) -> bytes:
         """Download ``url`` (``http(s)`` or ``data:``); after a 403, refresh the URL once.
 
@@ -191,10 +197,11 @@ class ImageFetcher:
 
     def _download(self, url: str) -> bytes:
         request = self._http.build_request("GET", url, timeout=_TIMEOUT)
-        # the pool may carry the API key as a default header: storage hosts must never see it
+        # a client's pool carries the API key (as auth or a default header): storage hosts
+        # must never see it, and S3 refuses presigned GETs that also carry Authorization
         request.headers.pop("authorization", None)
         try:
-            response = self._http.send(request, stream=True, follow_redirects=True)
+            response = self._http.send(request, stream=True, follow_redirects=True, auth=None)
         except httpx.TimeoutException as exc:
             raise APIConnectionError(f"timed out fetching {redact_url(url)}") from exc
         except httpx.HTTPError as exc:
@@ -262,9 +269,8 @@ def default_fetcher(client: Any = None) -> ImageFetcher:
 
 
 def _pool_of(client: Any) -> httpx.Client | None:
-    if client is None:
-        return None
-    pool = getattr(client, "http", None)
+    """The client's connection pool (``SkinFix._http``), or None for anything else."""
+    pool = getattr(client, "_http", None)
     return pool if isinstance(pool, httpx.Client) else None
 
 

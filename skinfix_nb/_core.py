@@ -123,8 +123,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """The jittered wait after failed attempt number ``attempt`` (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return float(self.random()) * ceiling
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return self.random() * ceiling
 
     def delay_after(self, error: RunflowError, *, attempt: int, elapsed: float) -> float | None:
         """Seconds to wait before the next attempt, or None when ``error`` is final."""
@@ -311,6 +311,43 @@ def _run_from(response: httpx.Response) -> Run:
     return run
 
 
+def _list_call(
+    *,
+    limit: int,
+    client_ref: str | None,
+    status: str | None,
+    created_after: datetime | str | None,
+    fields: list[str] | None,
+    q: str | None,
+    cursor: str | None,
+    sort_by: str | None,
+) -> Call:
+    """``GET /v1/runs`` with its filter, projection, cursor (``pq``) and sort."""
+    if not isinstance(limit, int) or not 1 <= limit <= 500:
+        raise ConfigurationError(f"limit must be an int from 1 to 500; got {_short(limit)}")
+    params: dict[str, str | int] = {"limit": limit}
+    query = runs_query(client_ref=client_ref, status=status, created_after=created_after, q=q)
+    if query:
+        params["q"] = query
+    if fields:
+        params["fields"] = ",".join(fields)
+    if cursor:
+        params["pq"] = cursor
+    if sort_by:
+        params["sort_by"] = sort_by
+    return Call("GET", "/v1/runs", params=params)
+
+
+def _newest_with_ref(page: RunPage, client_ref: str) -> Run | None:
+    """The first (newest) run of ``page`` that really carries ``client_ref``.
+
+    Checked here too, so a server that ignored the filter cannot make a create adopt a
+    stranger's run.
+    """
+    matches = [run for run in page.items if run.client_ref == client_ref and run.id]
+    return matches[0] if matches else None
+
+
 def _connection_error(exc: httpx.TransportError, call: Call, base_url: str) -> APIConnectionError:
     kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
     detail = re.sub(r"\?\S*", "?…", str(exc))[:200] or "no details"
@@ -424,9 +461,10 @@ class ClientCore:
         attempt = 0
         while True:
             attempt += 1
+            found: Run | RunflowError | None = None
             if ambiguous:
-                found = yield from self._find_by_client_ref(ref)
-                if found is not None:
+                found = yield from self._look_up(ref)
+                if isinstance(found, Run):
                     logger.info(
                         "run %s with client_ref %s exists after an unanswered POST; "
                         "not posting again",
@@ -434,17 +472,28 @@ class ClientCore:
                         ref,
                     )
                     return found
-            outcome = yield from self._attempt(call)
-            if isinstance(outcome, httpx.Response):
-                return _run_from(outcome)
+            if isinstance(found, RunflowError):
+                failure = found  # the lookup itself failed: that counts as this attempt
+            else:
+                outcome = yield from self._attempt(call)
+                if isinstance(outcome, httpx.Response):
+                    return _run_from(outcome)
+                failure = outcome
             delay = self._retry.delay_after(
-                outcome, attempt=attempt, elapsed=self._clock() - started
+                failure, attempt=attempt, elapsed=self._clock() - started
             )
             if delay is None:
-                raise outcome
-            ambiguous = ambiguous or may_have_landed(outcome)
-            self._log_retry(call, outcome, attempt, delay)
+                raise failure
+            ambiguous = ambiguous or may_have_landed(failure)
+            self._log_retry(call, failure, attempt, delay)
             yield Sleep(delay)
+
+    def _look_up(self, client_ref: str) -> Op[Run | RunflowError | None]:
+        """One try at finding ``client_ref``'s run: the run, None if absent, or the error."""
+        outcome = yield from self._attempt(self._find_call(client_ref))
+        if isinstance(outcome, httpx.Response):
+            return _newest_with_ref(RunPage.from_json(_json(outcome)), client_ref)
+        return outcome
 
     def _get(self, run: Run | str) -> Op[Run]:
         run_id = run_id_of(run)
@@ -539,24 +588,26 @@ class ClientCore:
         cursor: str | None,
         sort_by: str | None,
     ) -> Op[RunPage]:
-        if not isinstance(limit, int) or not 1 <= limit <= 500:
-            raise ConfigurationError(f"limit must be an int from 1 to 500; got {_short(limit)}")
-        params: dict[str, str | int] = {"limit": limit}
-        query = runs_query(client_ref=client_ref, status=status, created_after=created_after, q=q)
-        if query:
-            params["q"] = query
-        if fields:
-            params["fields"] = ",".join(fields)
-        if cursor:
-            params["pq"] = cursor
-        if sort_by:
-            params["sort_by"] = sort_by
-        response = yield from self._request(Call("GET", "/v1/runs", params=params))
+        call = _list_call(
+            limit=limit,
+            client_ref=client_ref,
+            status=status,
+            created_after=created_after,
+            fields=fields,
+            q=q,
+            cursor=cursor,
+            sort_by=sort_by,
+        )
+        response = yield from self._request(call)
         return RunPage.from_json(_json(response))
 
     def _find_by_client_ref(self, client_ref: str) -> Op[Run | None]:
-        """The newest run carrying ``client_ref``, checked on this side too, or None."""
-        page = yield from self._list_runs(
+        response = yield from self._request(self._find_call(client_ref))
+        return _newest_with_ref(RunPage.from_json(_json(response)), client_ref)
+
+    @staticmethod
+    def _find_call(client_ref: str) -> Call:
+        return _list_call(
             limit=10,
             client_ref=client_ref,
             status=None,
@@ -566,8 +617,6 @@ class ClientCore:
             cursor=None,
             sort_by="created_at:desc",
         )
-        matches = [run for run in page.items if run.client_ref == client_ref and run.id]
-        return matches[0] if matches else None
 
     def _cancel(self, run: Run | str, *, reason: str | None) -> Op[Run]:
         run_id = run_id_of(run)

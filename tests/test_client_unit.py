@@ -410,3 +410,75 @@ def test_twins_have_the_same_methods_in_the_same_order() -> None:
         return [n for n in vars(cls) if not n.startswith("_")]
 
     assert public(sf.SkinFix) == public(sf.AsyncSkinFix)
+
+
+PRESIGNED = "https://storage.example/bucket/face.png?X-Amz-Signature=TOPSECRETSIG"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
+@pytest.mark.parametrize(
+    "put_answer",
+    [
+        _json(403, {"code": "SIGNATURE_MISMATCH", "message": "expired"}),
+        httpx.ConnectError("refused"),
+    ],
+    ids=["403", "no-answer"],
+)
+def test_upload_errors_never_show_the_presigned_query(put_answer: Any) -> None:
+    script = Script(
+        _json(201, {"asset_id": "a1", "upload_url": PRESIGNED}),
+        put_answer,
+    )
+    with (
+        _client(script, [], retry=RetryPolicy(max_attempts=1)) as client,
+        pytest.raises(errors.RunflowError) as caught,
+    ):
+        client.upload(PNG)
+    text = f"{caught.value}\n{caught.value!r}\n{caught.value.__cause__}"
+    assert "TOPSECRETSIG" not in text
+    assert "X-Amz" not in text
+    put = script.requests[1]
+    assert put.method == "PUT"
+    assert "authorization" not in put.headers
+    assert put.headers["content-type"] == "image/png"
+    assert json.loads(script.requests[0].content) == {
+        "filename": "image.png",
+        "mime_type": "image/png",
+        "size_bytes": len(PNG),
+    }
+
+
+def test_upload_refuses_a_plain_http_upload_url_off_loopback() -> None:
+    script = Script(
+        _json(201, {"asset_id": "a1", "upload_url": "http://storage.example/u?sig=TOPSECRETSIG"})
+    )
+    with _client(script, []) as client, pytest.raises(errors.ConfigurationError) as caught:
+        client.upload(PNG)
+    assert "must be HTTPS" in str(caught.value)
+    assert "TOPSECRETSIG" not in str(caught.value)
+    assert len(script.requests) == 1
+
+
+def test_create_after_a_5xx_looks_up_then_posts_again() -> None:
+    script = Script(
+        _json(502, {"message": "bad gateway"}),
+        _json(200, {"items": [], "next": None}),
+        _json(201, RUN),
+    )
+    sleeps: list[float] = []
+    with _client(script, sleeps) as client:
+        run = client.submit("https://img.example/a.jpg", client_ref="ref-1")
+    assert run.id == "run-1"
+    assert [(r.method, r.url.path) for r in script.requests] == [
+        ("POST", "/v1/models/runflow/skin-fix/runs"),
+        ("GET", "/v1/runs"),
+        ("POST", "/v1/models/runflow/skin-fix/runs"),
+    ]
+    assert sleeps == [0.5]
+
+
+def test_create_that_never_connected_posts_again_without_a_lookup() -> None:
+    script = Script(httpx.ConnectError("refused"), _json(201, RUN))
+    with _client(script, []) as client:
+        client.submit("https://img.example/a.jpg", client_ref="ref-1")
+    assert [r.method for r in script.requests] == ["POST", "POST"]

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from skinfix_nb import errors
@@ -33,10 +35,11 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES = f"""\
 exit codes:
   {EXIT_OK}    every row succeeded
-  {EXIT_ROWS_NOT_SUCCEEDED}    some rows did not succeed (failed, canceled, invalid, not_submitted,
-       error); the output file says which and why
+  {EXIT_ROWS_NOT_SUCCEEDED}    some rows did not succeed (failed, canceled, invalid, error, or
+       not_submitted: past --max-cost or out of credit); the output file says why
   {EXIT_USAGE}    usage error: bad arguments, missing input file or column
-  {EXIT_SETUP}    set-up error: no or wrong API key, no credit (402), not allowed
+  {EXIT_SETUP}    set-up error: no or wrong API key, key not allowed (checked before
+       anything is sent)
   {EXIT_SERVICE}    the service could not be reached or kept failing; try again later
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); finished runs are in the ledger, rerun with --resume
 """
@@ -270,14 +273,19 @@ def _run(args: argparse.Namespace) -> int:
     done: pd.DataFrame | None = None
     if args.resume and args.out.exists():
         done, frame = _split_finished(pd.read_csv(args.out), frame, args.column)
-    if done is None:
-        result = _submit(frame, args)
-    elif len(frame):
-        result = pd.concat([done, _submit(frame, args)]).sort_index()
-    else:
-        result = done
+    with _CtrlC() as ctrl_c:
+        if done is None:
+            result = _submit(frame, args)
+        elif len(frame):
+            result = pd.concat([done, _submit(frame, args)]).sort_index()
+        else:
+            result = done
     _write_csv(result, args.out)
     print(_summary(result, seconds=time.monotonic() - started, out=args.out))
+    if ctrl_c.pressed:
+        # the batch stops on Ctrl-C and hands back what it has; the exit code still says so
+        _fail("interrupted; rerun with --resume to finish (runs already made are not paid again)")
+        return EXIT_INTERRUPTED
     succeeded = bool((result["status"] == "succeeded").all())
     return EXIT_OK if succeeded else EXIT_ROWS_NOT_SUCCEEDED
 
@@ -318,6 +326,25 @@ def _serve(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
+class _CtrlC:
+    """Remember whether Ctrl-C was pressed while still raising KeyboardInterrupt as usual."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _CtrlC:
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self.pressed = True
+        signal.default_int_handler(signum, frame)
+
+
 def _read_input(path: Path, column: str) -> pd.DataFrame:
     import pandas as pd
 
@@ -344,6 +371,7 @@ def _submit(frame: pd.DataFrame, args: argparse.Namespace) -> pd.DataFrame:
             server = serve(port=0)
             frame = _serve_local_paths(frame, args.column, server)
         with _client_for(args, server) as client:
+            client.list_runs(limit=1)  # a wrong key fails here, once, before any row is sent
             result: pd.DataFrame = frame.skinfix.submit(
                 args.column,
                 client=client,

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 
 from skinfix_nb.cli import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_ROWS_NOT_SUCCEEDED,
     EXIT_SETUP,
@@ -182,6 +184,53 @@ def test_budget_then_resume_bills_each_image_once(
     assert main([*args, "--resume"]) == EXIT_OK  # nothing left to do, nothing sent
     assert _posts(fresh_server) == len(sample_portraits())
     assert fresh_server.billed_usd() == Decimal("0.12") * len(sample_portraits())
+
+
+@pytest.mark.usefixtures("key_env")
+def test_out_of_credit_leaves_unsent_rows_unbilled(
+    portraits_csv: Path, tmp_path: Path, fresh_server: LocalServer
+) -> None:
+    fresh_server.set_faults(credit=Decimal("0.24"))
+    out = tmp_path / "results.csv"
+    args = ["run", str(portraits_csv), "--base-url", fresh_server.url, "--out", str(out)]
+    assert main([*args, "--quiet", "--concurrency", "1"]) == EXIT_ROWS_NOT_SUCCEEDED
+    result = pd.read_csv(out)
+    assert result["status"].value_counts().to_dict() == {
+        "succeeded": 2,
+        "not_submitted": len(sample_portraits()) - 2,
+    }
+    assert result.loc[result["status"] == "not_submitted", "error"].str.contains("credit", case=False).all()
+    assert fresh_server.billed_usd() == Decimal("0.24")
+
+
+@pytest.mark.usefixtures("key_env")
+def test_ctrl_c_exits_130_without_a_traceback(
+    portraits_csv: Path, tmp_path: Path, fresh_server: LocalServer
+) -> None:
+    fresh_server.set_faults(latency=60.0)
+    out = tmp_path / "results.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skinfix_nb", "run", str(portraits_csv), "--quiet"]
+        + ["--base-url", fresh_server.url, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _posts(fresh_server) < len(sample_portraits()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _posts(fresh_server) == len(sample_portraits())
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "skinfix: error: interrupted" in err
+    assert "Traceback" not in err
+    assert FAKE_KEY not in err
 
 
 def test_local_run_serves_file_paths_and_marks_bad_rows(

@@ -284,8 +284,11 @@ class CallbackReceiver:
         app.router.add_post(self._path, self._receive)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
-        await site.start()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
         self._runner = runner
         self._bound_port = int(runner.addresses[0][1])
 

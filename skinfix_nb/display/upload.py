@@ -122,6 +122,7 @@ class UploadForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
             value=0, min=0, max=_STEPS, layout=widgets.Layout(visibility="hidden", width="16em")
         )
         self.result = widgets.HTML()
+        self.notice = widgets.HTML()
         self.picker.observe(self._on_pick, names="value")
         self.url.observe(self._on_url, names="value")
         self.retouch_button.on_click(lambda _button: self.retouch())
@@ -130,6 +131,7 @@ class UploadForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
             children=[
                 widgets.HBox([self.picker, self.url]),
                 widgets.HBox([self.retouch_button, self.cancel_button, self.progress]),
+                self.notice,
                 self.status,
                 self.result,
             ]
@@ -299,10 +301,11 @@ class UploadForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
             from skinfix_nb.client import connect, resolve_api_key
 
             if resolve_api_key() is None:
-                self._say(
-                    "No Runflow API key found (set RUNFLOW_API_KEY or a Colab secret of that "
-                    "name): using the embedded local backend, which retouches with skinfix_nb's "
-                    "own engine and bills nothing."
+                self.notice.value = (
+                    f'<span style="{FONT};color:#9a6700">No Runflow API key found (set '
+                    "RUNFLOW_API_KEY or a Colab secret of that name): using the embedded local "
+                    "backend, which retouches with skinfix_nb's own engine and bills nothing."
+                    "</span>"
                 )
                 self.client = connect(local=True)
             else:

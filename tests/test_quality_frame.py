@@ -81,8 +81,7 @@ def test_succeeded_rows_get_metrics_and_flags(pairs: dict[str, Path], tmp_path: 
 def test_nsfw_column_and_thresholds_are_honoured(pairs: dict[str, Path], tmp_path: Path) -> None:
     df = results(pairs).iloc[:2].assign(nsfw_detected=[True, False])
     lenient = QAThresholds(
-        background_change=100.0,
-        background_changed_pct=100.0,
+        background_altered_pct=100.0,
         feature_sharpness_ratio=0.0,
         sharpness_ratio=0.0,
     )

@@ -28,7 +28,7 @@ def qa_like() -> pd.DataFrame:
             "qa_ssim": [0.999, 0.70, 0.98, math.nan, math.nan],
             "qa_skin_change": [4.0, 10.0, 3.0, math.nan, math.nan],
             "qa_background_change": [0.1, 8.0, 0.3, math.nan, math.nan],
-            "qa_background_changed_pct": [0.2, 60.0, 0.5, math.nan, math.nan],
+            "qa_background_altered_pct": [0.2, 60.0, 0.5, math.nan, math.nan],
             "qa_feature_sharpness_ratio": [0.99, 0.01, 0.97, math.nan, math.nan],
             "qa_sharpness_ratio": [0.95, 0.01, 0.96, math.nan, math.nan],
             "qa_delta_a": [0.0, 0.0, 3.0, math.nan, math.nan],
@@ -94,7 +94,7 @@ def test_worst_rows_puts_most_flags_first() -> None:
 
 
 def test_reflag_applies_new_thresholds_without_measuring_again() -> None:
-    lenient = QAThresholds(chroma_shift=10.0, background_change=50.0, background_changed_pct=99.0)
+    lenient = QAThresholds(chroma_shift=10.0, background_altered_pct=99.0)
     flags = reflag(qa_like(), thresholds=lenient)["qa_flag"].tolist()
     assert flags[:4] == ["", "features_blurred,sharpness_drop", "", "fetch_failed"]
     assert pd.isna(flags[4])

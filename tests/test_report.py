@@ -94,7 +94,7 @@ def test_a_measured_frame_is_not_measured_again_but_can_be_reflagged(
 ) -> None:
     checked = qa_frame(qa_results(tmp_path), progress=False, labels=False)
     checked.loc[0, "image_url"] = str(tmp_path / "not-read.jpg")  # proves no re-measuring
-    strict = QAThresholds(background_change=0.0, background_changed_pct=0.0)
+    strict = QAThresholds(feature_sharpness_ratio=10.0)  # every measured pair falls below
     page = report(checked, tmp_path / "qa.html", thresholds=strict, labels=False).read_text()
     assert "Flagged pairs (3)" in page  # the good pair is flagged under the strict limits
     assert "Review labels" not in page

@@ -54,7 +54,7 @@ _VERDICT_COLOUR = {"accepted": "#1a7f37", "rejected": "#cf222e", "flagged": "#9a
 _FIGURES = (
     ("qa_ssim", "SSIM", "{:.3f}"),
     ("qa_skin_change", "skin Δ", "{:.2f}"),
-    ("qa_background_change", "background Δ", "{:.2f}"),
+    ("qa_background_altered_pct", "background altered %", "{:.1f}"),
     ("qa_feature_sharpness_ratio", "feature sharpness", "{:.2f}"),
     ("qa_delta_e", "ΔE", "{:.2f}"),
 )

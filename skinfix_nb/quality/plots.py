@@ -55,7 +55,7 @@ class Plotted:
 PLOTTED = (
     Plotted("qa_ssim", "SSIM (luma)"),
     Plotted("qa_skin_change", "Change on skin (levels)"),
-    Plotted("qa_background_change", "Change on background (levels)", "background_change"),
+    Plotted("qa_background_altered_pct", "Background altered (% pixels)", "background_altered_pct"),
     Plotted("qa_feature_sharpness_ratio", "Eyes/lips sharpness kept", "feature_sharpness_ratio"),
     Plotted("qa_sharpness_ratio", "Whole-image sharpness kept", "sharpness_ratio"),
     Plotted("qa_chroma_shift", "Colour cast |Δa, Δb|", "chroma_shift"),

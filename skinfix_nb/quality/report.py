@@ -34,6 +34,7 @@ _FIGURES = (
     ("qa_psnr", "PSNR dB", "{:.1f}"),
     ("qa_skin_change", "skin Δ", "{:.2f}"),
     ("qa_background_change", "background Δ", "{:.2f}"),
+    ("qa_background_altered_pct", "background altered %", "{:.1f}"),
     ("qa_feature_sharpness_ratio", "eyes/lips sharpness", "{:.2f}"),
     ("qa_sharpness_ratio", "sharpness", "{:.2f}"),
     ("qa_delta_e", "ΔE76", "{:.2f}"),

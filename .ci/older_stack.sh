@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The stack Colab ships today (ipywidgets 7.7.1, pandas 2.2.3), in a venv of its own, running
-# the tests that touch widgets, the DataFrame accessor and their compatibility shims.
+# The stack Colab ships today (ipywidgets 7.7.1, pandas 2.2.3, ipykernel 6.17, IPython 7.34),
+# in a venv of its own, running the tests that touch widgets, the DataFrame accessor and their
+# compatibility shims.
 # Usage: bash .ci/older_stack.sh [VENV_DIR]   (default .venv-older, git-ignored)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,10 +10,12 @@ venv=${1:-.venv-older}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 # pip warns about every missing mirror folder of this machine's configuration: keep the log readable
 "$venv/bin/python" -m pip install -q -e '.[test]' 'ipywidgets==7.7.1' 'pandas==2.2.*' \
+    'ipykernel==6.17.*' 'ipython==7.34.*' \
     2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 "$venv/bin/python" - <<'PY'
-import ipywidgets, pandas
-print(f"older stack: ipywidgets {ipywidgets.__version__}, pandas {pandas.__version__}")
+import IPython, ipykernel, ipywidgets, pandas
+print(f"older stack: ipywidgets {ipywidgets.__version__}, pandas {pandas.__version__}, "
+      f"ipykernel {ipykernel.__version__}, IPython {IPython.__version__}")
 assert ipywidgets.__version__ == "7.7.1", ipywidgets.__version__
 assert pandas.__version__.startswith("2.2."), pandas.__version__
 PY

@@ -176,7 +176,7 @@ def _summary(df: pd.DataFrame) -> str:
     right = _table(["metric", "median"], medians) if medians else ""
     return (
         "<h2>Summary</h2>"
-        f'<div style="display:flex;gap:24px;flex-wrap:wrap">{left}{middle}{right}</div>'
+        f'<div style="display:flex;gap:24px;flex-wrap:wrap;align-items:flex-start">{left}{middle}{right}</div>'
     )
 
 

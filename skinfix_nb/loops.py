@@ -10,6 +10,7 @@ alternative for code that insists on nesting loops; nothing is patched unless it
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import threading
 from collections.abc import Coroutine
@@ -21,6 +22,7 @@ __all__ = ["enable_nested_loops", "run_sync"]
 
 T = TypeVar("T")
 
+_INTERRUPT_CHECK_SECONDS = 0.2
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
 
@@ -49,6 +51,9 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         raise RuntimeError("run_sync() was called on the loop it would wait for: await instead")
     future = asyncio.run_coroutine_threadsafe(coro, loop)
     try:
+        while not future.done():
+            # short waits keep this thread responsive to a kernel interrupt
+            concurrent.futures.wait([future], timeout=_INTERRUPT_CHECK_SECONDS)
         return future.result()
     except BaseException:
         future.cancel()

@@ -134,6 +134,10 @@ class Run:
         """True for ``succeeded`` and ``partial_succeeded`` (which still carries outputs)."""
         return self.status in {"succeeded", "partial_succeeded"}
 
+    def __hash__(self) -> int:
+        # the dict fields cannot be hashed; equal runs always share these three
+        return hash((self.id, self.status, self.completed_at))
+
     def __repr__(self) -> str:
         parts = [f"id={self.id!r}", f"status={self.status!r}"]
         if self.cost is not None:

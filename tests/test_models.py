@@ -144,6 +144,13 @@ def test_failure_fields_and_their_fallbacks() -> None:
     assert callback_style.failure_code == "PROVIDER_ERROR"
 
 
+def test_runs_can_be_set_members() -> None:
+    first = Run.from_json({"id": "a", "status_code": "queued", "metadata": {"k": 1}})
+    same = Run.from_json({"id": "a", "status_code": "queued", "metadata": {"k": 1}})
+    later = Run.from_json({"id": "a", "status_code": "succeeded"})
+    assert len({first, same, later}) == 2
+
+
 def test_a_run_must_be_a_mapping() -> None:
     with pytest.raises(TypeError, match="JSON object; got list"):
         Run.from_json([1, 2])  # type: ignore[arg-type]

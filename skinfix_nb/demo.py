@@ -11,18 +11,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from importlib import resources
 from pathlib import Path
 
 import httpx
 import pandas as pd
 
+from skinfix_nb import samples
 from skinfix_nb.errors import APIConnectionError
 from skinfix_nb.images import mime_type_for
 
-__all__ = ["DemoSummary", "run_demo", "sample_portraits"]
+__all__ = ["DemoSummary", "run_demo"]
 
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 _EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
 
 
@@ -48,14 +47,6 @@ class DemoSummary:
         )
 
 
-def sample_portraits() -> list[Path]:
-    """The bundled sample images, sorted by name."""
-    folder = resources.files("skinfix_nb") / "samples"
-    return sorted(
-        Path(str(item)) for item in folder.iterdir() if Path(item.name).suffix in _IMAGE_SUFFIXES
-    )
-
-
 def run_demo(out: Path, *, progress: bool = True) -> DemoSummary:
     """Retouch the bundled portraits on the embedded backend and write the results to ``out``.
 
@@ -74,7 +65,7 @@ def run_demo(out: Path, *, progress: bool = True) -> DemoSummary:
 
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    portraits = sample_portraits()
+    portraits = [samples.path(name) for name in samples.names()]
     with serve(port=0) as server, Ledger(":memory:") as ledger:
         frame = pd.DataFrame(
             {

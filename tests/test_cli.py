@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from skinfix_nb import samples
 from skinfix_nb.cli import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -23,7 +24,6 @@ from skinfix_nb.cli import (
     build_parser,
     main,
 )
-from skinfix_nb.demo import sample_portraits
 from skinfix_nb.local import LocalServer
 from tests.conftest import FAKE_KEY
 
@@ -45,10 +45,8 @@ def key_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def portraits_csv(tmp_path: Path, fresh_server: LocalServer) -> Path:
     """A CSV of the bundled portraits, served over loopback by the test's own server."""
     path = tmp_path / "portraits.csv"
-    urls = [fresh_server.serve_file(p) for p in sample_portraits()]
-    pd.DataFrame({"name": [p.stem for p in sample_portraits()], "image_url": urls}).to_csv(
-        path, index=False
-    )
+    urls = [fresh_server.serve_file(samples.path(name)) for name in samples.names()]
+    pd.DataFrame({"name": samples.names(), "image_url": urls}).to_csv(path, index=False)
     return path
 
 
@@ -160,8 +158,8 @@ def test_run_writes_results_and_exits_0(
     args = ["run", str(portraits_csv), "--base-url", fresh_server.url, "--out", str(out)]
     assert main([*args, "--quiet"]) == EXIT_OK
     result = pd.read_csv(out)
-    assert list(result["status"]) == ["succeeded"] * len(sample_portraits())
-    assert list(result["name"]) == [p.stem for p in sample_portraits()]
+    assert list(result["status"]) == ["succeeded"] * len(samples.names())
+    assert list(result["name"]) == samples.names()
     assert {"run_id", "output_url", "cost", "error", "duration_ms"} <= set(result.columns)
     summary = capsys.readouterr().out
     assert f"{len(result)} rows: {len(result)} succeeded" in summary
@@ -177,13 +175,13 @@ def test_budget_then_resume_bills_each_image_once(
     args = ["run", str(portraits_csv), "--base-url", fresh_server.url, "--out", str(out), "--quiet"]
     assert main([*args, "--max-cost", "0.12", "--concurrency", "1"]) == EXIT_ROWS_NOT_SUCCEEDED
     first = pd.read_csv(out)["status"].value_counts().to_dict()
-    assert first == {"succeeded": 1, "not_submitted": len(sample_portraits()) - 1}
+    assert first == {"succeeded": 1, "not_submitted": len(samples.names()) - 1}
 
     assert main([*args, "--resume"]) == EXIT_OK
     assert set(pd.read_csv(out)["status"]) == {"succeeded"}
     assert main([*args, "--resume"]) == EXIT_OK  # nothing left to do, nothing sent
-    assert _posts(fresh_server) == len(sample_portraits())
-    assert fresh_server.billed_usd() == Decimal("0.12") * len(sample_portraits())
+    assert _posts(fresh_server) == len(samples.names())
+    assert fresh_server.billed_usd() == Decimal("0.12") * len(samples.names())
 
 
 @pytest.mark.usefixtures("key_env")
@@ -197,9 +195,13 @@ def test_out_of_credit_leaves_unsent_rows_unbilled(
     result = pd.read_csv(out)
     assert result["status"].value_counts().to_dict() == {
         "succeeded": 2,
-        "not_submitted": len(sample_portraits()) - 2,
+        "not_submitted": len(samples.names()) - 2,
     }
-    assert result.loc[result["status"] == "not_submitted", "error"].str.contains("credit", case=False).all()
+    assert (
+        result.loc[result["status"] == "not_submitted", "error"]
+        .str.contains("credit", case=False)
+        .all()
+    )
     assert fresh_server.billed_usd() == Decimal("0.24")
 
 
@@ -218,9 +220,9 @@ def test_ctrl_c_exits_130_without_a_traceback(
     )
     try:
         deadline = time.monotonic() + 60
-        while _posts(fresh_server) < len(sample_portraits()) and time.monotonic() < deadline:
+        while _posts(fresh_server) < len(samples.names()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _posts(fresh_server) == len(sample_portraits())
+        assert _posts(fresh_server) == len(samples.names())
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -237,7 +239,7 @@ def test_local_run_serves_file_paths_and_marks_bad_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     csv = tmp_path / "mixed.csv"
-    paths = [str(p) for p in sample_portraits()[:2]]
+    paths = [str(p) for p in [samples.path(n) for n in samples.names()[:2]]]
     pd.DataFrame({"image_url": [*paths, "not a url"]}).to_csv(csv, index=False)
     out = tmp_path / "results.csv"
     assert main(["run", str(csv), "--local", "--out", str(out), "--quiet"]) == (
@@ -288,7 +290,7 @@ def test_demo_writes_results_images_and_report(
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--quiet"]) == EXIT_OK
     result = pd.read_csv(out / "results.csv")
-    portraits = sample_portraits()
+    portraits = samples.names()
     assert list(result["status"]) == ["succeeded"] * len(portraits)
     for path in result["retouched_path"]:
         assert (out / path).stat().st_size > 1000

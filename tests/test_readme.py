@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from skinfix_nb.demo import sample_portraits
+from skinfix_nb import samples
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -158,4 +158,4 @@ def test_readme_blocks_run(tmp_path: Path) -> None:
     # what the README promises the reader will have after following it
     assert (tmp_path / "report.html").is_file()
     results = (tmp_path / "results.csv").read_text(encoding="utf-8")
-    assert results.count(",succeeded,") == len(sample_portraits())
+    assert results.count(",succeeded,") == len(samples.names())

@@ -55,8 +55,10 @@ def test_pages_and_tiles(results: pd.DataFrame, client: SkinFix) -> None:
     assert view.previous_button.disabled
     assert not view.next_button.disabled
 
+    first_tile = view.grid.children[0]
     view.next_button.click()
     assert view.page == 1
+    assert view.grid.children[0] is first_tile  # paging reuses tiles: no widget leak
     failed, invalid = tile_markup(view)
     assert "face too small &lt;img src=x&gt;" in failed
     assert "<img src=x>" not in failed

@@ -115,6 +115,8 @@ class Gallery(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
             )
         )
         self.detail = widgets.VBox()
+        self._labels: list[Any] = []
+        self._slots = [self._new_slot(position) for position in range(page_size)]
         self.status_filter.observe(self._on_filter, names="value")
         self.previous_button.on_click(lambda _button: self.show_page(self.page - 1))
         self.next_button.on_click(lambda _button: self.show_page(self.page + 1))
@@ -151,10 +153,11 @@ class Gallery(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
         comparable = (
             chunk[self.columns[1]].notna() if self.columns[1] in chunk else [False] * len(chunk)
         )
-        self.grid.children = [
-            self._tile_widget(label, markup, enabled=bool(ok))
-            for label, markup, ok in zip(chunk.index, tiles, comparable, strict=True)
-        ]
+        self._labels = list(chunk.index)
+        for slot, markup, ok in zip(self._slots, tiles, comparable, strict=False):
+            slot.children[0].value = markup
+            slot.children[1].disabled = not bool(ok)
+        self.grid.children = self._slots[: len(tiles)]
         self.page_label.value = (
             f'<span style="{FONT}">page {self.page + 1} of {self.page_count} · '
             f"{len(self.rows)} of {len(self.frame)} rows</span>"
@@ -191,10 +194,11 @@ class Gallery(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
         self.detail.children = [widgets.HBox([title, close]), view]
         return view
 
-    def _tile_widget(self, label: Any, markup: str, *, enabled: bool) -> widgets.VBox:
-        button = widgets.Button(description="Compare", icon="search-plus", disabled=not enabled)
-        button.on_click(lambda _button: self._open_from_tile(label))
-        return widgets.VBox([widgets.HTML(markup), button])
+    def _new_slot(self, position: int) -> widgets.VBox:
+        """A tile reused across pages, so paging creates no new widgets."""
+        button = widgets.Button(description="Compare", icon="search-plus")
+        button.on_click(lambda _button: self._open_from_tile(self._labels[position]))
+        return widgets.VBox([widgets.HTML(), button])
 
     def _open_from_tile(self, label: Any) -> None:
         try:

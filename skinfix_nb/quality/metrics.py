@@ -173,7 +173,11 @@ def pair_metrics(
     size_differs = before_image.size != after_image.size
     before_rgb = _downscaled_rgb(before_image, max_pixels)
     height, width = before_rgb.shape[:2]
-    after_rgb = _downscaled_rgb(after_image, max_pixels, size=(width, height))
+    after_rgb = (
+        _downscaled_rgb(after_image, max_pixels, size=(width, height))
+        if size_differs
+        else _downscaled_rgb(after_image, max_pixels)  # the same reduction as the before image
+    )
     if analyze is None:
         from skinfix_nb.local.engine import analyze_face
 
@@ -301,20 +305,19 @@ def _downscaled_rgb(
 ) -> npt.NDArray[np.uint8]:
     """An RGB uint8 array, area-downscaled to ``size`` or to fit ``max_pixels``.
 
-    Pillow's integer ``reduce`` (a box average) does the bulk of a large reduction before the
-    pixels are copied into numpy, which is what keeps a 12 MP pair cheap; OpenCV's area
-    interpolation does the rest.
+    Without ``size`` the image is box-averaged by the smallest whole factor that fits the
+    budget (Pillow's ``reduce``, done before any pixel reaches numpy): that is what keeps a
+    12 MP pair cheap. With ``size`` (the other image of the pair), a whole-factor reduction
+    does the bulk and OpenCV's area interpolation the exact rest.
     """
     width, height = image.size
     if size is None:
-        scale = math.sqrt(max_pixels / (width * height))
-        size = (width, height) if scale >= 1.0 else _fit(width, height, scale)
+        factor = _fitting_factor(width, height, max_pixels)
+        reduced = image.reduce(factor) if factor > 1 else image
+        return _rgb_array(reduced)
     factor = min(width // size[0], height // size[1])
-    if factor >= 2:
-        image = image.reduce(factor)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    rgb = np.asarray(image)
+    reduced = image.reduce(factor) if factor >= 2 else image
+    rgb = _rgb_array(reduced)
     if (rgb.shape[1], rgb.shape[0]) == size:
         return rgb
     shrinking = size[0] * size[1] <= rgb.shape[0] * rgb.shape[1]
@@ -322,8 +325,16 @@ def _downscaled_rgb(
     return np.asarray(cv2.resize(rgb, size, interpolation=interpolation), dtype=np.uint8)
 
 
-def _fit(width: int, height: int, scale: float) -> tuple[int, int]:
-    return max(1, int(width * scale)), max(1, int(height * scale))
+def _fitting_factor(width: int, height: int, max_pixels: int) -> int:
+    """The smallest whole factor whose ``reduce`` result has at most ``max_pixels`` pixels."""
+    factor = max(1, math.ceil(math.sqrt(width * height / max_pixels)))
+    while math.ceil(width / factor) * math.ceil(height / factor) > max_pixels:
+        factor += 1
+    return factor
+
+
+def _rgb_array(image: Image.Image) -> npt.NDArray[np.uint8]:
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _region_mean(values: FloatArray, region: BoolArray) -> float:

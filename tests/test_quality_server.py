@@ -10,6 +10,7 @@ import pytest
 
 import skinfix_nb as sf
 from skinfix_nb.local import LocalServer
+from skinfix_nb.quality import qa_frame
 from tests.conftest import FAKE_KEY
 
 SAMPLES = Path(sf.__file__).parent / "samples"
@@ -55,7 +56,7 @@ def test_the_input_image_is_read_from_the_run_when_the_frame_lacks_it(
     submitted: pd.DataFrame, client: sf.SkinFix
 ) -> None:
     bare = submitted.drop(columns="image_url")
-    checked = sf.quality.qa_frame(bare, client=client, progress=False, labels=False)
+    checked = qa_frame(bare, client=client, progress=False, labels=False)
     assert checked["qa_flag"].iloc[:2].tolist() == ["", ""]
     with pytest.raises(ValueError, match="client="):
-        sf.quality.qa_frame(bare, progress=False)
+        qa_frame(bare, progress=False)

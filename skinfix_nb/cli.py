@@ -40,7 +40,8 @@ exit codes:
   {EXIT_USAGE}    usage error: bad arguments, missing input file or column
   {EXIT_SETUP}    set-up error: no or wrong API key, key not allowed (checked before
        anything is sent)
-  {EXIT_SERVICE}    the service could not be reached or kept failing; try again later
+  {EXIT_SERVICE}    the service could not be reached or kept failing (try again later), or a
+       file could not be read or written
   {EXIT_INTERRUPTED}  interrupted (Ctrl-C); finished runs are in the ledger, rerun with --resume
 """
 
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_float,
         default=600.0,
         metavar="SECONDS",
         help="how long to wait for the whole batch (default: 600)",
@@ -466,6 +467,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
 
 

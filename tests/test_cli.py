@@ -107,6 +107,18 @@ def test_missing_column_lists_the_columns(
     assert "no column 'url' (columns: name, image_url)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "option", [["--concurrency", "0"], ["--max-cost", "lots"], ["--timeout", "-1"]]
+)
+def test_bad_option_values_are_usage_errors(
+    option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "in.csv", "--local", *option])
+    assert exited.value.code == EXIT_USAGE
+    assert f"argument {option[0]}" in capsys.readouterr().err
+
+
 def test_no_key_is_a_setup_error(
     portraits_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

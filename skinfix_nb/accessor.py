@@ -86,11 +86,29 @@ class _Session:
 
 @contextlib.contextmanager
 def _session(
-    client: SkinFix | AsyncSkinFix | None, ledger: object, *, concurrency: int
+    client: SkinFix | AsyncSkinFix | None, ledger: object, *, concurrency: int, awaited: bool
 ) -> Iterator[_Session]:
+    """Resolve ``client=`` and ``ledger=`` for one call.
+
+    ``submit`` takes a blocking :class:`SkinFix` and ``asubmit`` an :class:`AsyncSkinFix`:
+    an async client's connections belong to the event loop that opened them, and the
+    blocking call may run on a different loop each time.
+    """
+    from skinfix_nb.aiohttp_transport import AiohttpTransport
     from skinfix_nb.batch import ThreadedClient
     from skinfix_nb.client import AsyncSkinFix, SkinFix, connect_async
     from skinfix_nb.ledger import Ledger
+
+    if isinstance(client, AsyncSkinFix) and not awaited:
+        raise TypeError(
+            "df.skinfix.submit takes a blocking client (sf.connect()); with an AsyncSkinFix "
+            "use `await df.skinfix.asubmit(...)`, or leave client=None"
+        )
+    if isinstance(client, SkinFix) and awaited:
+        raise TypeError(
+            "df.skinfix.asubmit takes an AsyncSkinFix (sf.connect_async()); with a blocking "
+            "client use df.skinfix.submit(...), or leave client=None"
+        )
 
     if isinstance(ledger, Ledger):
         book, own_book = ledger, False
@@ -106,7 +124,10 @@ def _session(
     api: RunsAPI
     try:
         if client is None:
-            owned = connect_async(max_connections=concurrency + 4)
+            owned = connect_async(
+                max_connections=concurrency + 4,
+                transport=AiohttpTransport(max_connections=concurrency + 4),
+            )
             api = owned
         elif isinstance(client, AsyncSkinFix):
             api = client
@@ -196,7 +217,7 @@ class SkinFixAccessor:
         self,
         column: Hashable = "image_url",
         *,
-        client: SkinFix | AsyncSkinFix | None = None,
+        client: SkinFix | None = None,
         concurrency: int = 8,
         wait: bool = True,
         max_cost: float | Decimal | None = None,
@@ -214,9 +235,9 @@ class SkinFixAccessor:
         ----------
         column : hashable
             The column holding image URLs (HTTPS for Runflow).
-        client : SkinFix or AsyncSkinFix, optional
-            Default: ``sf.connect_async()`` (``RUNFLOW_API_KEY``, a Colab secret, or the
-            local backend), closed afterwards.
+        client : SkinFix, optional
+            A blocking client (``sf.connect(...)``). Default: a client of the call's own
+            (``RUNFLOW_API_KEY``, a Colab secret, or the local backend), closed afterwards.
         concurrency : int
             Runs in flight at once (one connection pool carries them all).
         wait : bool
@@ -252,7 +273,7 @@ class SkinFixAccessor:
         from skinfix_nb.loops import run_sync
 
         values = column_values(self._obj, column)
-        with _session(client, ledger, concurrency=concurrency) as session:
+        with _session(client, ledger, concurrency=concurrency, awaited=False) as session:
             batch = Batch(
                 values,
                 client=session.client,
@@ -288,11 +309,16 @@ class SkinFixAccessor:
         metadata: Mapping[str, Any] | None = None,
         ledger: Any = None,
     ) -> pd.DataFrame | None:
-        """:meth:`submit` for ``await`` (a notebook cell, or any running loop); same options."""
+        """:meth:`submit` for ``await`` (a notebook cell, or any running loop).
+
+        Same options, except that ``client`` is an :class:`~skinfix_nb.client.AsyncSkinFix`
+        (for the least CPU per request give it
+        ``transport=skinfix_nb.aiohttp_transport.AiohttpTransport()``).
+        """
         from skinfix_nb.batch import Batch, column_values
 
         values = column_values(self._obj, column)
-        with _session(client, ledger, concurrency=concurrency) as session:
+        with _session(client, ledger, concurrency=concurrency, awaited=True) as session:
             batch = Batch(
                 values,
                 client=session.client,
@@ -312,7 +338,7 @@ class SkinFixAccessor:
     def refresh(
         self,
         *,
-        client: SkinFix | AsyncSkinFix | None = None,
+        client: SkinFix | None = None,
         wait: bool = False,
         timeout: float | None = 600.0,
         inplace: bool = False,
@@ -328,7 +354,7 @@ class SkinFixAccessor:
 
         self._require(("run_id", "status"))
         frame = self._obj
-        with _session(client, ledger, concurrency=8) as session:
+        with _session(client, ledger, concurrency=8, awaited=False) as session:
 
             async def go() -> dict[str, list[Any]]:
                 async with _closing(session):
@@ -354,15 +380,15 @@ class SkinFixAccessor:
 
     def gallery(self, **options: Any) -> Any:
         """Before/after thumbnails of the frame's runs (``skinfix_nb.display.gallery``)."""
-        from skinfix_nb import display
+        from skinfix_nb.display.gallery import gallery
 
-        return display.gallery(self._obj, **options)
+        return gallery(self._obj, **options)
 
     def review(self, **options: Any) -> Any:
         """Step through results and label them (``skinfix_nb.display.review``)."""
-        from skinfix_nb import display
+        from skinfix_nb.display.review import review
 
-        return display.review(self._obj, **options)
+        return review(self._obj, **options)
 
     def qa(self, **options: Any) -> pd.DataFrame:
         """Before/after quality metrics per row (``skinfix_nb.quality.qa_frame``)."""
@@ -373,9 +399,9 @@ class SkinFixAccessor:
 
     def report(self, path: str | os.PathLike[str], **options: Any) -> Any:
         """Write an HTML before/after report to ``path`` (``skinfix_nb.quality.report``)."""
-        from skinfix_nb import quality
+        from skinfix_nb.quality.report import report
 
-        return quality.report(self._obj, path, **options)
+        return report(self._obj, path, **options)
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -93,6 +93,9 @@ POLL_FIELDS = (
 LIST_PAGE_SIZE = 500
 # Below this many pending runs one GET each is cheaper than a listing.
 _FEW_RUNS = 3
+# ``created_at>T`` is strict; a millisecond of slack keeps the oldest pending run in the
+# listing. A server that rounds timestamps more coarsely only costs GETs for the rest.
+_LISTING_SLACK = timedelta(milliseconds=1)
 _FIRST_CHECK_S = 0.25  # first look at a run before any duration has been observed
 _MIN_POLL_GAP_S = 0.02
 _MAX_POLL_GAP_S = 5.0
@@ -480,8 +483,7 @@ async def fetch_runs(
 async def _list_runs(
     client: RunsAPI, wanted: set[str], created_after: datetime | None
 ) -> dict[str, Run]:
-    # A second of slack: the filter may be strict, and timestamps may be rounded.
-    since = created_after - timedelta(seconds=1) if created_after is not None else None
+    since = created_after - _LISTING_SLACK if created_after is not None else None
     seen: dict[str, Run] = {}
     cursor: str | None = None
     for _ in range(math.ceil(len(wanted) / LIST_PAGE_SIZE) + 1):
@@ -622,7 +624,7 @@ class Batch:
         self._changed = asyncio.Event()  # a run became pending, or the work list changed
         self._slot_freed = asyncio.Event()  # a slot or some budget came free
         self._in_flight = 0
-        self._by_run_id: dict[str, _Job] = {}
+        self._pending: dict[str, _Job] = {}  # run id -> job, for runs not finished yet
         self._deadline: float | None = None
         self._finished = threading.Event()
         self._owner = new_owner()
@@ -688,7 +690,7 @@ class Batch:
         for job in self.plan.jobs:
             if job.tracked:  # created by an earlier call: look at it in the first poll
                 job.next_check = loop.time()
-                self._by_run_id[str(job.run_id)] = job
+                self._pending[str(job.run_id)] = job
         posts: set[asyncio.Task[None]] = set()
         poller = asyncio.create_task(self._poll_forever(deadline)) if self.wait else None
         listener = (
@@ -826,7 +828,7 @@ class Batch:
         if job.run_id is not None and not job.finished and self.wait:
             job.submitted_at = loop.time()
             job.next_check = job.submitted_at + self._first_check_after()
-            self._by_run_id[job.run_id] = job
+            self._pending[job.run_id] = job
             self._changed.set()
             return
         if job.run_id is not None and not job.finished:  # wait=False: the slot was the POST
@@ -849,7 +851,7 @@ class Batch:
         """Follow a run this call did not create (another call made it): no slot, no charge."""
         job.run_id = run_id
         job.reused = True
-        self._by_run_id[str(run_id)] = job
+        self._pending[str(run_id)] = job
         self.budget.release(job.reserved)
         job.reserved = Decimal(0)
         self._in_flight -= 1
@@ -859,6 +861,7 @@ class Batch:
 
     def _settle(self, job: _Job) -> None:
         """A job is finished: book its cost, free its slot, move the progress bar."""
+        self._pending.pop(str(job.run_id), None)
         actual = job.run.cost if job.run is not None and job.run.cost is not None else None
         if actual is None and job.run is not None and job.run.succeeded:
             actual = self.budget.price
@@ -894,7 +897,7 @@ class Batch:
         loop = asyncio.get_running_loop()
         last_poll = -math.inf
         while True:
-            pending = [job for job in self.plan.jobs if job.tracked]
+            pending = list(self._pending.values())
             if not pending:
                 if self._all_sent():
                     return
@@ -975,8 +978,8 @@ class Batch:
             event = await asyncio.to_thread(_next_event, receiver.events, 0.25)
             if event is None:
                 continue
-            job = self._by_run_id.get(event.run_id)
-            if job is None or not job.tracked or not event.run.is_terminal:
+            job = self._pending.get(event.run_id)
+            if job is None or not event.run.is_terminal:
                 continue
             self._apply([job], {event.run_id: _billed(event.run)}, now=loop.time())
 

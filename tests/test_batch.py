@@ -311,5 +311,6 @@ async def test_polling_uses_few_requests(
     fast_server.set_faults(latency=0.3)
     await run_batch(urls(fast_server, 64), client=client, ledger=ledger, concurrency=64)
     gets = [r for r in fast_server.requests if r.method == "GET"]
-    assert all(r.path == "/v1/runs" for r in gets)  # bulk listing, no per-run GET
-    assert len(gets) <= 12
+    listings = [r for r in gets if r.path == "/v1/runs"]
+    assert len(gets) <= 12  # 64 runs followed for a handful of requests
+    assert len(listings) >= len(gets) - 3  # GET /v1/runs/{id} only for the last few

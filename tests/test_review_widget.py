@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from skinfix_nb import labels
-from skinfix_nb.display.review import ReviewWidget, review
+from skinfix_nb.display.review import ReviewGrid, ReviewWidget, review
 from skinfix_nb.quality import qa_frame
 
 # ipywidgets 7.7 (Colab's) builds its comms through ipykernel's deprecated Comm class
@@ -151,3 +151,32 @@ def test_frames_with_nothing_to_review_are_refused(store_path: Path) -> None:
         review(df.drop(columns="run_id"), labels=store_path)
     with pytest.raises(TypeError, match="DataFrame"):
         ReviewWidget([1], labels=store_path)  # type: ignore[arg-type]
+
+
+def test_grid_labels_tiles_and_shares_the_store(store_path: Path) -> None:
+    df = pd.concat([results()] * 3, ignore_index=True)
+    df["run_id"] = [f"run-{i}" if r is not None else None for i, r in enumerate(df["run_id"])]
+    grid = review(df, labels=store_path, grid=True, page_size=4)
+    assert isinstance(grid, ReviewGrid)
+    assert (grid.total, grid.pages, grid.page) == (9, 3, 0)
+    assert len(grid.tiles.children) == 4
+    assert "0 of 9 reviewed" in grid.progress_text.value
+    grid.choices[1].set_state({"index": 2})  # the browser sends the chosen button's index
+    grid.choices[0].set_state({"index": 1})
+    assert texts(grid.labels()["qa_label"])[:2] == ["accepted", "rejected"]
+    assert "2 of 9 reviewed" in grid.progress_text.value
+    click(grid.next_page_button)
+    click(grid.next_page_button)
+    assert grid.page == 2
+    assert len(grid.tiles.children) == 1
+    assert grid.next_page_button.disabled
+    grid.choices[0].set_state({"index": 3})
+    grid.choices[0].set_state({"index": 0})  # back to "not reviewed"
+    single = review(df, labels=store_path)  # the one-pair view sees the grid's labels
+    assert single.reviewed == 2
+    assert single.position == 2
+    reopened = review(df, labels=store_path, grid=True, page_size=1)
+    assert reopened.page == 2  # opens on the page of the first unreviewed pair
+    assert reopened.choices[0].value == ""
+    with pytest.raises(ValueError, match="page_size"):
+        review(df, labels=store_path, grid=True, page_size=0)

@@ -36,7 +36,7 @@ from skinfix_nb.display.pair import Pair, make_pair
 from skinfix_nb.quality.flags import FLAGS
 from skinfix_nb.quality.frame import DEFAULT_COLUMNS, MEASURED_STATUSES
 
-__all__ = ["ReviewWidget", "review"]
+__all__ = ["ReviewGrid", "ReviewSession", "ReviewWidget", "review"]
 
 SHORTCUTS: dict[str, str] = {
     "a": "accepted",
@@ -58,6 +58,98 @@ _FIGURES = (
     ("qa_feature_sharpness_ratio", "feature sharpness", "{:.2f}"),
     ("qa_delta_e", "ΔE", "{:.2f}"),
 )
+
+
+class ReviewSession:
+    """The pairs under review, their labels, and the store every change goes to at once.
+
+    Shared by the one-pair view (:class:`ReviewWidget`) and the grid (:class:`ReviewGrid`);
+    positions are 0-based among the reviewable rows (run id and status ``succeeded``).
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        *,
+        labels: labels_module.LabelsLike,
+        columns: tuple[str, str],
+    ) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"review needs a pandas DataFrame, got {type(df).__name__}")
+        missing = [c for c in ("run_id", "status", *columns) if c not in df.columns]
+        if missing:
+            raise ValueError(
+                f"the frame has no {', '.join(map(repr, missing))} column: review the frame "
+                "df.skinfix.submit(...) returned, or name the image columns with columns="
+            )
+        self.store = labels_module.open_store(labels)
+        self.columns = columns
+        self._frame = labels_module.load(df, labels=self.store)
+        self._positions = _reviewable(self._frame)
+        if not self._positions:
+            raise ValueError(
+                "nothing to review: no row has a run id and status 'succeeded' "
+                f"(statuses here: {sorted(set(map(str, df['status'])))})"
+            )
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Every row of the reviewed frame with ``qa_label`` and ``qa_note`` as they are now."""
+        return self._frame.copy()
+
+    @property
+    def total(self) -> int:
+        """How many pairs are under review."""
+        return len(self._positions)
+
+    @property
+    def reviewed(self) -> int:
+        """How many of them carry a verdict."""
+        return int(self._frame["qa_label"].iloc[self._positions].notna().sum())
+
+    def labels(self) -> pd.DataFrame:
+        """``run_id``, ``qa_label`` and ``qa_note`` of the pairs under review."""
+        return self._frame.iloc[self._positions][["run_id", "qa_label", "qa_note"]].copy()
+
+    def run_id(self, position: int) -> str:
+        """The run id of the pair at ``position``."""
+        return str(self._frame["run_id"].iloc[self._positions[position]])
+
+    def cell(self, position: int, column: str) -> Any:
+        """A value of the pair's row, None when missing or when the column does not exist."""
+        if column not in self._frame.columns:
+            return None
+        value = self._frame[column].iloc[self._positions[position]]
+        return None if _missing(value) else value
+
+    def pair(self, position: int, client: Any) -> Pair:
+        """The pair's images and run facts, as the display helpers read them."""
+        row = self._frame.iloc[self._positions[position]]
+        return make_pair(row, client=client, columns=self.columns)
+
+    def first_unreviewed(self) -> int:
+        """Position of the first pair without a verdict (0 when all have one)."""
+        for offset, value in enumerate(self._frame["qa_label"].iloc[self._positions]):
+            if _missing(value):
+                return offset
+        return 0
+
+    def set_label(self, position: int, verdict: str | None, *, note: str | None = None) -> None:
+        """Store a verdict (and the note, when given) and show it in the frame."""
+        saved = self.store.set(self.run_id(position), verdict, note=note)
+        self._set(position, "qa_label", saved.label)
+        self._set(position, "qa_note", saved.note)
+
+    def set_note(self, position: int, note: str) -> None:
+        """Store a note, keeping the verdict."""
+        saved = self.store.set_note(self.run_id(position), note)
+        self._set(position, "qa_note", saved.note)
+
+    def _set(self, position: int, column: str, value: str | None) -> None:
+        location = self._frame.columns.get_loc(column)
+        if not isinstance(location, int):
+            raise ValueError(f"the frame has more than one {column!r} column")
+        self._frame.iat[self._positions[position], location] = value
 
 
 class ReviewWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
@@ -98,24 +190,9 @@ class ReviewWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         start: int | None = None,
         advance: bool = True,
     ) -> None:
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"review needs a pandas DataFrame, got {type(df).__name__}")
-        missing = [c for c in ("run_id", "status", *columns) if c not in df.columns]
-        if missing:
-            raise ValueError(
-                f"the frame has no {', '.join(map(repr, missing))} column: review the frame "
-                "df.skinfix.submit(...) returned, or name the image columns with columns="
-            )
-        self.store = labels_module.open_store(labels)
-        self._frame = labels_module.load(df, labels=self.store)
-        self._positions = _reviewable(self._frame)
-        if not self._positions:
-            raise ValueError(
-                "nothing to review: no row has a run id and status 'succeeded' "
-                f"(statuses here: {sorted(set(map(str, df['status'])))})"
-            )
+        self.session = ReviewSession(df, labels=labels, columns=columns)
+        self.store = self.session.store
         self._client = client
-        self._columns = columns
         self._max_side = max_side
         self._advance = advance
         self._fetcher: ImageFetcher = default_fetcher(client)
@@ -124,7 +201,7 @@ class ReviewWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
 
         self.progress_text = widgets.HTML()
         self.progress_bar = widgets.IntProgress(
-            min=0, max=len(self._positions), layout=widgets.Layout(width="240px")
+            min=0, max=self.session.total, layout=widgets.Layout(width="240px")
         )
         self.title = widgets.HTML()
         self.before_image = widgets.Image(format="png")
@@ -185,14 +262,14 @@ class ReviewWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
             ]
         )
         self.add_class("skinfix-review")
-        self.go_to(self._first_unreviewed() if start is None else start)
+        self.go_to(self.session.first_unreviewed() if start is None else start)
 
     # -- what the widget exposes -------------------------------------------------------------
 
     @property
     def frame(self) -> pd.DataFrame:
         """The reviewed frame: every row of ``df`` with ``qa_label`` and ``qa_note`` now."""
-        return self._frame.copy()
+        return self.session.frame
 
     @property
     def position(self) -> int:
@@ -202,26 +279,22 @@ class ReviewWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
     @property
     def total(self) -> int:
         """How many pairs are under review."""
-        return len(self._positions)
+        return self.session.total
 
     @property
     def reviewed(self) -> int:
         """How many of them carry a verdict."""
-        verdicts = self._frame["qa_label"].iloc[self._positions]
-        return int(verdicts.notna().sum())
+        return self.session.reviewed
 
     def labels(self) -> pd.DataFrame:
         """``run_id``, ``qa_label`` and ``qa_note`` of the pairs under review."""
-        return self._frame.iloc[self._positions][["run_id", "qa_label", "qa_note"]].copy()
+        return self.session.labels()
 
     # -- actions (the buttons call these; so can code) -----------------------------------------
 
     def label(self, verdict: str | None) -> None:
         """Give the pair on show a verdict (or ``None`` to clear it), save it, maybe move on."""
-        run_id = self._run_id()
-        saved = self.store.set(run_id, verdict, note=str(self.note.value))
-        self._set_cell("qa_label", saved.label)
-        self._set_cell("qa_note", saved.note)
+        self.session.set_label(self._index, verdict, note=str(self.note.value))
         if self._advance and verdict is not None and self._index < self.total - 1:
             self.go_to(self._index + 1)
         else:
@@ -263,31 +336,13 @@ class ReviewWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
     # -- internals ---------------------------------------------------------------------------
 
     def _run_id(self) -> str:
-        return str(self._frame["run_id"].iloc[self._positions[self._index]])
+        return self.session.run_id(self._index)
 
     def _cell(self, column: str) -> Any:
-        value = self._frame[column].iloc[self._positions[self._index]]
-        return None if _missing(value) else value
-
-    def _set_cell(self, column: str, value: str | None) -> None:
-        location = self._frame.columns.get_loc(column)
-        if not isinstance(location, int):
-            raise ValueError(f"the frame has more than one {column!r} column")
-        self._frame.iat[self._positions[self._index], location] = value
-
-    def _first_unreviewed(self) -> int:
-        verdicts = self._frame["qa_label"].iloc[self._positions]
-        for offset, value in enumerate(verdicts):
-            if _missing(value):
-                return offset
-        return 0
-
-    def _pair(self) -> Pair:
-        row = self._frame.iloc[self._positions[self._index]]
-        return make_pair(row, client=self._client, columns=self._columns)
+        return self.session.cell(self._index, column)
 
     def _render_images(self) -> None:
-        pair = self._pair()
+        pair = self.session.pair(self._index, self._client)
         problems = []
         for which, source, refresh, image in (
             ("before", pair.before, pair.refresh_before, self.before_image),
@@ -341,19 +396,13 @@ class ReviewWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
 
     def _details_html(self) -> str:
         parts = []
-        flag_text = self._cell("qa_flag") if "qa_flag" in self._frame.columns else None
+        flag_text = self._cell("qa_flag")
         if flag_text:
-            chips = "".join(
-                f'<span title="{html.escape(FLAGS.get(name, name))}" style="background:#fff1e5;'
-                f'color:#bc4c00;border-radius:9px;padding:1px 7px;margin-right:4px">'
-                f"{html.escape(name)}</span>"
-                for name in str(flag_text).split(",")
-            )
-            parts.append(chips)
+            parts.append(_flag_chips(str(flag_text)))
         figures = [
             f"{label} {fmt.format(float(value))}"
             for column, label, fmt in _FIGURES
-            if column in self._frame.columns and (value := self._cell(column)) is not None
+            if (value := self._cell(column)) is not None
         ]
         if figures:
             parts.append(html.escape(" · ".join(figures)))
@@ -362,8 +411,7 @@ class ReviewWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
     def _on_note(self, change: dict[str, Any]) -> None:
         if self._loading_note:
             return
-        saved = self.store.set_note(self._run_id(), str(change["new"]))
-        self._set_cell("qa_note", saved.note)
+        self.session.set_note(self._index, str(change["new"]))
 
     def _on_shortcut(self, change: dict[str, Any]) -> None:
         typed = str(change["new"])
@@ -379,27 +427,201 @@ class ReviewWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
             self.label(action)
 
 
+class ReviewGrid(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
+    """Many pairs at once: a page of small before/after tiles, each with its own verdict.
+
+    Faster than :class:`ReviewWidget` for a first pass over a large batch; labels go to the
+    same store, so the two views can be mixed. Each tile's verdict buttons are one
+    ``ToggleButtons`` control: Tab moves between tiles, the arrow keys between verdicts.
+
+    Parameters
+    ----------
+    df, labels, client, columns
+        As for :class:`ReviewWidget`.
+    page_size : int
+        Tiles per page.
+    max_side : int
+        Longest side of each thumbnail, in pixels.
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        *,
+        labels: labels_module.LabelsLike = None,
+        client: Any = None,
+        columns: tuple[str, str] = DEFAULT_COLUMNS,
+        page_size: int = 12,
+        max_side: int = 160,
+    ) -> None:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        self.session = ReviewSession(df, labels=labels, columns=columns)
+        self.store = self.session.store
+        self._client = client
+        self._fetcher: ImageFetcher = default_fetcher(client)
+        self._page_size = page_size
+        self._max_side = max_side
+        self._page = 0
+        self.choices: list[widgets.ToggleButtons] = []
+
+        self.progress_text = widgets.HTML()
+        self.previous_page_button = _button("Previous page", "", "arrow-left", "Previous page")
+        self.next_page_button = _button("Next page", "", "arrow-right", "Next page")
+        self.previous_page_button.on_click(_ignore_button(lambda: self.go_to_page(self._page - 1)))
+        self.next_page_button.on_click(_ignore_button(lambda: self.go_to_page(self._page + 1)))
+        self.tiles = widgets.GridBox(
+            layout=widgets.Layout(
+                grid_template_columns=f"repeat(auto-fill, minmax({2 * max_side + 24}px, 1fr))",
+                grid_gap="10px",
+            )
+        )
+        super().__init__(
+            children=[
+                widgets.HBox(
+                    [self.previous_page_button, self.next_page_button, self.progress_text]
+                ),
+                self.tiles,
+            ]
+        )
+        self.add_class("skinfix-review-grid")
+        self.go_to_page(self.session.first_unreviewed() // page_size)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The reviewed frame: every row of ``df`` with ``qa_label`` and ``qa_note`` now."""
+        return self.session.frame
+
+    @property
+    def total(self) -> int:
+        """How many pairs are under review."""
+        return self.session.total
+
+    @property
+    def reviewed(self) -> int:
+        """How many of them carry a verdict."""
+        return self.session.reviewed
+
+    @property
+    def page(self) -> int:
+        """The page on show (0-based)."""
+        return self._page
+
+    @property
+    def pages(self) -> int:
+        """How many pages there are."""
+        return -(-self.total // self._page_size)
+
+    def labels(self) -> pd.DataFrame:
+        """``run_id``, ``qa_label`` and ``qa_note`` of the pairs under review."""
+        return self.session.labels()
+
+    def go_to_page(self, page: int) -> None:
+        """Show page ``page`` (0-based); out-of-range pages are clamped."""
+        self._page = min(max(page, 0), self.pages - 1)
+        first = self._page * self._page_size
+        positions = range(first, min(first + self._page_size, self.total))
+        self.choices = []
+        self.tiles.children = [self._tile(position) for position in positions]
+        self.previous_page_button.disabled = self._page == 0
+        self.next_page_button.disabled = self._page >= self.pages - 1
+        self._render_progress()
+
+    def _tile(self, position: int) -> widgets.VBox:
+        pair = self.session.pair(position, self._client)
+        images, problems = [], []
+        for which, source, refresh in (
+            ("before", pair.before, pair.refresh_before),
+            ("after", pair.after, pair.refresh_after),
+        ):
+            image = widgets.Image(format="png")
+            try:
+                if source is None:
+                    raise ValueError(f"no {which} image")
+                thumb = self._fetcher.thumbnail(source, max_side=self._max_side, refresh=refresh)
+                image.format = thumb.mime.split("/", 1)[1]
+                image.value = thumb.data
+            except (OSError, ValueError) as exc:
+                problems.append(f"{which}: {exc}")
+            images.append(image)
+        choice = widgets.ToggleButtons(
+            options=[
+                ("–", ""),
+                ("Accept", "accepted"),
+                ("Reject", "rejected"),
+                ("Flag", "flagged"),
+            ],
+            value=self.session.cell(position, "qa_label") or "",
+            tooltips=["Not reviewed", "Accept this retouch", "Reject it", "Flag it"],
+            style={"button_width": "64px"},
+        )
+        choice.observe(functools.partial(self._on_choice, position), names="value")
+        self.choices.append(choice)
+        flags = self.session.cell(position, "qa_flag")
+        head = (
+            f'<div style="{FONT}"><code>{html.escape(self.session.run_id(position))}</code> '
+            f"{_flag_chips(str(flags)) if flags else ''}</div>"
+        )
+        trouble = (
+            f'<div style="{FONT};color:#cf222e">{html.escape("; ".join(problems)[:200])}</div>'
+            if problems
+            else ""
+        )
+        tile = widgets.VBox(
+            [widgets.HTML(head), widgets.HBox(images), widgets.HTML(trouble), choice]
+        )
+        tile.add_class("skinfix-review-tile")
+        return tile
+
+    def _on_choice(self, position: int, change: dict[str, Any]) -> None:
+        self.session.set_label(position, str(change["new"]) or None)
+        self._render_progress()
+
+    def _render_progress(self) -> None:
+        self.progress_text.value = (
+            f'<span style="{FONT}" class="skinfix-review-progress">'
+            f"<b>{self.reviewed} of {self.total} reviewed</b> · page {self._page + 1} of "
+            f"{self.pages}</span>"
+        )
+
+
 def review(
     df: pd.DataFrame,
     *,
     labels: labels_module.LabelsLike = None,
     client: Any = None,
     columns: tuple[str, str] = DEFAULT_COLUMNS,
-    max_side: int = 384,
+    max_side: int | None = None,
     start: int | None = None,
     advance: bool = True,
-) -> ReviewWidget:
-    """Review the succeeded pairs of ``df`` one at a time; see :class:`ReviewWidget`.
+    grid: bool = False,
+    page_size: int = 12,
+) -> ReviewWidget | ReviewGrid:
+    """Review the succeeded pairs of ``df``: one at a time, or a page of tiles with ``grid=True``.
+
+    See :class:`ReviewWidget` and :class:`ReviewGrid`; ``max_side`` (thumbnail size) defaults
+    to 384 px for one pair and 160 px in the grid. Both save every label at once to the same
+    store.
 
     >>> w = sf.review(out)                 # buttons, note, "0 of 120 reviewed"
     >>> w.frame                            # out with qa_label / qa_note as they stand now
+    >>> sf.review(out, grid=True)          # twelve pairs a page
     """
+    if grid:
+        return ReviewGrid(
+            df,
+            labels=labels,
+            client=client,
+            columns=columns,
+            page_size=page_size,
+            max_side=max_side or 160,
+        )
     return ReviewWidget(
         df,
         labels=labels,
         client=client,
         columns=columns,
-        max_side=max_side,
+        max_side=max_side or 384,
         start=start,
         advance=advance,
     )
@@ -413,6 +635,16 @@ def _reviewable(frame: pd.DataFrame) -> list[int]:
         )
         if isinstance(run_id, str) and run_id and status in MEASURED_STATUSES
     ]
+
+
+def _flag_chips(flag_text: str) -> str:
+    return "".join(
+        f'<span title="{html.escape(FLAGS.get(name, name))}" style="background:#fff1e5;'
+        f'color:#bc4c00;border-radius:9px;padding:1px 7px;margin-right:4px">'
+        f"{html.escape(name)}</span>"
+        for name in flag_text.split(",")
+        if name
+    )
 
 
 def _button(description: str, style: str, icon: str, tooltip: str) -> widgets.Button:

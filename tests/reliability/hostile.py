@@ -106,25 +106,23 @@ def _malformed_json() -> list[tuple[str, bytes]]:
     text = json.dumps(_RUN).encode()
     cuts = [text[:n] for n in (1, 2, 5, 17, 40, len(text) // 2, len(text) - 1)]
     odd = [
-        b"{,}",
-        b"{'id': 'single quotes'}",
-        b'{"id": "run_1",}',
-        b'{"id": NaN, "cost": Infinity}',
-        b"\xff\xfe\x00{",
-        b'{"id": "\xc3\x28"}',
-        b"null garbage",
-        b"[" * 100_000 + b"]" * 100_000,
-        b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
-        b" ",
-        b"",
-        b"\x00" * 64,
-        b'{"id": "run_1"}{"id": "run_2"}',
-        b'"just a string"',
-        b"1e999999",
+        ("empty-commas", b"{,}"),
+        ("single-quotes", b"{'id': 'single quotes'}"),
+        ("trailing-comma", b'{"id": "run_1",}'),
+        ("nan-infinity", b'{"id": NaN, "cost": Infinity}'),
+        ("utf16-bom", b"\xff\xfe\x00{"),
+        ("bad-utf8", b'{"id": "\xc3\x28"}'),
+        ("null-garbage", b"null garbage"),
+        ("deep-array", b"[" * 100_000 + b"]" * 100_000),
+        ("deep-object", b'{"a":' * 50_000 + b"1" + b"}" * 50_000),
+        ("space", b" "),
+        ("empty", b""),
+        ("nul-bytes", b"\x00" * 64),
+        ("two-documents", b'{"id": "run_1"}{"id": "run_2"}'),
+        ("bare-string", b'"just a string"'),
+        ("huge-exponent", b"1e999999"),
     ]
-    return [(f"cut{n}", body) for n, body in enumerate(cuts)] + [
-        (f"odd{n}", body) for n, body in enumerate(odd)
-    ]
+    return [(f"cut{n}", body) for n, body in enumerate(cuts)] + odd
 
 
 def junk_bodies() -> list[Junk]:

@@ -7,7 +7,6 @@ hostile loopback server of the test's own (``hostile.py``), over real HTTP.
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 from collections.abc import Iterator
 
@@ -107,7 +106,7 @@ _ODD_CELLS = [
     np.nan,
     np.float32("nan"),
     np.int64(7),
-    np.bool_(True),
+    np.True_,
     "",
     "   ",
     "https://",

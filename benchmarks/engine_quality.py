@@ -247,12 +247,17 @@ def _image(rgb: NDArray[np.uint8]):  # type: ignore[no-untyped-def]
     return Image.fromarray(rgb)
 
 
-def draw(folder: Path) -> None:
-    """Overlays of the hand-placed regions and of one seed's spots, to check them by eye."""
+def draw(folder: Path, seed: int) -> None:
+    """Overlays of the regions and of one seed's spots, and before/after face crops.
+
+    ``NAME_regions.png`` shows the hand-placed ellipses and the painted spots' rings;
+    ``NAME_before_after.png`` shows the face, enlarged 2x, as clean | blemished | engine
+    at 0.8, to check by eye that spots go and that wrinkles and glasses are not smeared.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for name, regions in REGIONS.items():
         clean = np.asarray(samples.load(name).convert("RGB"))
-        blemished, spots = paint_spots(clean, regions, SEEDS[0])
+        blemished, spots = paint_spots(clean, regions, seed)
         canvas = blemished.copy()
         for cx, cy, rx, ry in (regions.face, *regions.features):
             cv2.ellipse(
@@ -263,27 +268,47 @@ def draw(folder: Path) -> None:
                 canvas, (round(spot.x), round(spot.y)), round(3 * spot.radius), (255, 255, 0), 1
             )
         cv2.imwrite(str(folder / f"{name}_regions.png"), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+        out = np.asarray(retouch(_image(blemished), 0.8))
+        cx, cy, rx, ry = regions.face
+        x0, x1 = max(0, round(cx - rx)), round(cx + rx)
+        y0, y1 = max(0, round(cy - ry)), round(cy + ry)
+        strip = np.hstack([image[y0:y1, x0:x1] for image in (clean, blemished, out)])
+        strip = cv2.resize(strip, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(
+            str(folder / f"{name}_before_after.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--draw", type=Path, help="write region and spot overlays to this folder")
+    parser.add_argument(
+        "--draw", type=Path, help="write region overlays and before/after crops to this folder"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help=f"spot-placement seeds (default {' '.join(map(str, SEEDS))}); other seeds check "
+        "that a change does not only fit the default spots",
+    )
     args = parser.parse_args()
+    seeds = tuple(args.seeds)
     if args.draw:
-        draw(args.draw)
+        draw(args.draw, seeds[0])
     cv2.setNumThreads(1)
     started = time.perf_counter()
     rows: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in methods()}
     for name, regions in REGIONS.items():
         clean = np.asarray(samples.load(name).convert("RGB"))
-        for seed in SEEDS:
+        for seed in seeds:
             blemished, spots = paint_spots(clean, regions, seed)
             for method, run in methods().items():
                 out = run(blemished)
                 rows[method].setdefault(name, []).append(
                     measure(clean, blemished, out, regions, spots)
                 )
-    report = summarise(rows)
+    report = summarise(rows, seeds)
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["machine"] = {
         "python": platform.python_version(),
@@ -292,11 +317,15 @@ def main() -> None:
     }
     print_report(report)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "engine_quality.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwritten to {RESULTS / 'engine_quality.json'} ({report['seconds']} s)")
+    suffix = "" if seeds == SEEDS else "_seeds_" + "_".join(map(str, seeds))
+    written = RESULTS / f"engine_quality{suffix}.json"
+    written.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {written} ({report['seconds']} s)")
 
 
-def summarise(rows: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, object]:
+def summarise(
+    rows: dict[str, dict[str, list[dict[str, float]]]], seeds: tuple[int, ...]
+) -> dict[str, object]:
     means: dict[str, dict[str, float]] = {}
     per_image: dict[str, dict[str, dict[str, float]]] = {}
     for method, by_image in rows.items():
@@ -311,7 +340,7 @@ def summarise(rows: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, o
     return {
         "means": means,
         "per_image": per_image,
-        "seeds": list(SEEDS),
+        "seeds": list(seeds),
         "spots_per_image": SPOTS_PER_IMAGE,
     }
 

@@ -26,7 +26,7 @@ from PIL import Image
 from skinfix_nb.errors import ConfigurationError
 from skinfix_nb.images import ImageSource, open_image
 from skinfix_nb.local.engine.blemishes import WORK_FACE_WIDTH, heal_blemishes
-from skinfix_nb.local.engine.faces import Box, detect_faces, feature_zones, proxy_of, skin_mask
+from skinfix_nb.local.engine.faces import Face, detect_faces, feature_zones, proxy_of, skin_mask
 from skinfix_nb.local.engine.smoothing import smoothing_delta
 
 __all__ = ["FaceAnalysis", "RetouchInfo", "analyze_face", "retouch", "retouch_with_info"]
@@ -93,15 +93,17 @@ class FaceAnalysis:
 @dataclass(frozen=True)
 class _Geometry:
     proxy_scale: float
-    proxy_boxes: list[Box]
+    proxy_faces: list[Face]
     skin: NDArray[np.float32]  # on the proxy
 
     def faces(self) -> list[tuple[int, int, int, int]]:
-        s = self.proxy_scale
-        return [
-            (round(x / s), round(y / s), round(w / s), round(h / s))
-            for x, y, w, h in self.proxy_boxes
-        ]
+        """Face boxes in input pixels."""
+        return [face.box for face in self.faces_at(1.0)]
+
+    def faces_at(self, scale: float, origin: tuple[float, float] = (0.0, 0.0)) -> list[Face]:
+        """Faces on the grid at ``scale`` of the input whose pixel (0, 0) is input ``origin``."""
+        shift = (origin[0] * scale, origin[1] * scale)
+        return [face.mapped(scale / self.proxy_scale, shift) for face in self.proxy_faces]
 
 
 def retouch(image: ImageSource, strength: float = 0.8) -> Image.Image:
@@ -154,7 +156,7 @@ def analyze_face(image: ImageSource) -> FaceAnalysis:
     height, width = rgb.shape[:2]
     skin = _warp_from_proxy(geometry.skin, geometry.proxy_scale, (0, 0), (width, height), 1.0)
     faces = geometry.faces()
-    features = feature_zones((height, width), faces, nostrils=False)
+    features = feature_zones((height, width), geometry.faces_at(1.0), nostrils=False)
     return FaceAnalysis(faces, np.clip(skin, 0.0, 1.0), features, bool(faces))
 
 
@@ -211,11 +213,11 @@ def _rebuild(
 
 def _analyse(rgb: NDArray[np.uint8], mode: str, clock: _Clock) -> _Geometry:
     proxy, scale = proxy_of(rgb)
-    boxes = detect_faces(proxy, colour=mode != "L")
+    faces = detect_faces(proxy, colour=mode != "L")
     clock.lap("detect")
-    skin = skin_mask(proxy, boxes)
+    skin = skin_mask(proxy, faces)
     clock.lap("mask")
-    return _Geometry(scale, boxes, skin)
+    return _Geometry(scale, faces, skin)
 
 
 def _retouch_rgb(
@@ -232,7 +234,7 @@ def _retouch_rgb(
     region = rgb[y0:y1, x0:x1].astype(np.float32)
     mask = _warp_from_proxy(geometry.skin, geometry.proxy_scale, (x0, y0), (x1 - x0, y1 - y0), 1.0)
 
-    healed = _heal(rgb[y0:y1, x0:x1], region, geometry, (x0, y0), faces, face_width, strength)
+    healed = _heal(rgb[y0:y1, x0:x1], region, geometry, (x0, y0), face_width, strength)
     clock.lap("blemish")
     delta = smoothing_delta(region, face_width)
     clock.lap("smooth")
@@ -290,7 +292,6 @@ def _heal(
     region: NDArray[np.float32],
     geometry: _Geometry,
     origin: tuple[int, int],
-    faces: list[tuple[int, int, int, int]],
     face_width: float,
     strength: float,
 ) -> int:
@@ -300,11 +301,7 @@ def _heal(
     work_size = (max(1, round(width * work)), max(1, round(height * work)))
     small = pixels if work == 1.0 else cv2.resize(pixels, work_size, interpolation=cv2.INTER_AREA)
     skin = _warp_from_proxy(geometry.skin, geometry.proxy_scale, origin, work_size, work)
-    x0, y0 = origin
-    local_faces = [
-        (round((x - x0) * work), round((y - y0) * work), round(w * work), round(h * work))
-        for x, y, w, h in faces
-    ]
+    local_faces = geometry.faces_at(work, origin)
     keep_out = feature_zones((work_size[1], work_size[0]), local_faces, nostrils=True)
     healing = heal_blemishes(np.ascontiguousarray(small), skin, keep_out, face_width * work)
     weight = np.float32(min(1.0, 2.0 * strength))

@@ -6,6 +6,12 @@ Haar cascades, which ship inside the ``opencv-python-headless`` wheel (4.x): not
 downloaded. A box is kept only when its centre is skin-coloured and, when several boxes
 compete, when an eye is found in its upper half; the astronaut's orange suit is the classic
 false positive this removes.
+
+Eyes are found with the eye cascade inside each face box. When they are, the feature zones
+(eyes, brows, nostrils, lips) are laid out from the eye line rather than from the face box:
+the box's position and size vary by a fifth of a face from person to person, the eyes pin
+the features to a few pixels, so the cut-outs can be tight and skin close to the features
+still gets retouched.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ DETECT_SIDE = 400
 """Longest side of the image the face cascade scans."""
 
 Box = tuple[int, int, int, int]
+Point = tuple[float, float]
 FloatMap = NDArray[np.float32]
 BoolMap = NDArray[np.bool_]
 
@@ -36,6 +43,46 @@ _LIPS = ((0.50, 0.79, 0.22, 0.11),)
 _NOSTRILS = ((0.50, 0.65, 0.16, 0.08),)
 # The face oval around the Haar box: forehead above it, chin just below it.
 _OVAL = (0.50, 0.45, 0.56, 0.74)
+# The same zones laid out from the eyes, in units of the distance between the eye centres
+# (d). Brows sit about d/4 above the eyes and a little outwards; the mouth line is found in
+# the image, 0.8-1.4 d below the eye line (1.1 d when it cannot be); the nose base sits at
+# 0.6 of the way from the eye line to the mouth. Radii leave margin for faces that differ.
+_EYE_RADII = (0.32, 0.18)
+_BROW_FROM_EYE = (0.05, -0.25)  # outwards, downwards
+_BROW_RADII = (0.45, 0.14)
+_MOUTH_SEARCH = (0.8, 1.4)
+_MOUTH_DROP = 1.1
+_LIP_RADII = (0.55, 0.24)
+_NOSE_BASE = 0.6
+_NOSTRIL_RADII = (0.40, 0.20)
+# Where an eye may be, relative to the face box (centre y range, size range).
+_EYE_Y = (0.2, 0.55)
+_EYE_SIZE = (0.1, 0.35)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A face box and, when the eye cascade found them, the eye centres (left, right).
+
+    Coordinates are in the pixels of whatever image the face was mapped to; see
+    :meth:`mapped`.
+    """
+
+    box: Box
+    eyes: tuple[Point, Point] | None = None
+    mouth_drop: float = _MOUTH_DROP
+    """Distance of the mouth line below the eye line, in eye distances."""
+
+    def mapped(self, scale: float, origin: Point = (0.0, 0.0)) -> Face:
+        """The face in another grid: each coordinate becomes ``value * scale - origin``."""
+        x, y, w, h = self.box
+        ox, oy = origin
+        box = (round(x * scale - ox), round(y * scale - oy), round(w * scale), round(h * scale))
+        if self.eyes is None:
+            return Face(box)
+        (lx, ly), (rx, ry) = self.eyes
+        eyes = ((lx * scale - ox, ly * scale - oy), (rx * scale - ox, ry * scale - oy))
+        return Face(box, eyes, self.mouth_drop)
 
 
 @dataclass(frozen=True)
@@ -78,8 +125,8 @@ def proxy_of(rgb: NDArray[np.uint8]) -> tuple[NDArray[np.uint8], float]:
     return np.asarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), np.uint8), scale
 
 
-def detect_faces(proxy: NDArray[np.uint8], *, colour: bool) -> list[Box]:
-    """Face boxes in proxy pixels, false positives removed.
+def detect_faces(proxy: NDArray[np.uint8], *, colour: bool) -> list[Face]:
+    """Faces in proxy pixels, false positives removed, with their eyes when found.
 
     Parameters
     ----------
@@ -107,10 +154,12 @@ def detect_faces(proxy: NDArray[np.uint8], *, colour: bool) -> list[Box]:
     if colour:
         ycrcb = np.asarray(cv2.cvtColor(proxy, cv2.COLOR_RGB2YCrCb), np.uint8)
         boxes = [b for b in boxes if _centre_is_skin(ycrcb, b)]
-    if len(boxes) > 1:
-        with_eyes = [b for b in boxes if _has_eye(grey, b, cascades)]
-        boxes = with_eyes or [max(boxes, key=lambda b: b[2] * b[3])]
-    return boxes
+    eye_boxes = [_eye_boxes(grey, b, cascades) for b in boxes]
+    faces = [_face(grey, b, found) for b, found in zip(boxes, eye_boxes, strict=True)]
+    if len(faces) > 1:
+        with_eyes = [f for f, found in zip(faces, eye_boxes, strict=True) if found]
+        faces = with_eyes or [max(faces, key=lambda f: f.box[2] * f.box[3])]
+    return faces
 
 
 def _centre_is_skin(ycrcb: NDArray[np.uint8], box: Box) -> bool:
@@ -123,32 +172,137 @@ def _centre_is_skin(ycrcb: NDArray[np.uint8], box: Box) -> bool:
     return 130 <= cr <= 185 and 75 <= cb <= 135
 
 
-def _has_eye(grey: NDArray[np.uint8], box: Box, cascades: _Cascades) -> bool:
+def _eye_boxes(grey: NDArray[np.uint8], box: Box, cascades: _Cascades) -> list[Box]:
+    """Eye-cascade hits in the upper half of ``box``, in proxy pixels."""
     x, y, w, h = box
-    upper = grey[y + int(0.15 * h) : y + int(0.6 * h), x : x + w]
+    top = y + int(0.15 * h)
+    upper = grey[top : y + int(0.6 * h), x : x + w]
     if min(upper.shape) < 12:
-        return False
+        return []
     side = max(8, w // 10)
     with cascades.lock:
-        eyes = cascades.eye.detectMultiScale(
+        found = cascades.eye.detectMultiScale(
             upper, scaleFactor=1.1, minNeighbors=3, minSize=(side, side)
         )
-    return len(eyes) > 0
+    return [(int(ex) + x, int(ey) + top, int(ew), int(eh)) for ex, ey, ew, eh in found]
 
 
-def feature_zones(shape: tuple[int, int], boxes: list[Box], *, nostrils: bool) -> BoolMap:
+def _face(grey: NDArray[np.uint8], box: Box, eye_boxes: list[Box]) -> Face:
+    eyes = _eye_pair(box, eye_boxes)
+    if eyes is None:
+        return Face(box)
+    return Face(box, eyes, _mouth_drop(grey, eyes))
+
+
+def _mouth_drop(grey: NDArray[np.uint8], eyes: tuple[Point, Point]) -> float:
+    """How far below the eye line the mouth is, in eye distances.
+
+    The mouth line is the darkest stripe across the lower face: between the lips the light
+    does not reach. Rows parallel to the eye line are averaged over the mouth's width.
+    """
+    (lx, ly), (rx, ry) = eyes
+    d = float(np.hypot(rx - lx, ry - ly))
+    along = np.array([(rx - lx) / d, (ry - ly) / d])
+    down = np.array([-along[1], along[0]])
+    middle = np.array([(lx + rx) / 2.0, (ly + ry) / 2.0])
+    drops = np.linspace(*_MOUTH_SEARCH, max(8, round(d * (_MOUTH_SEARCH[1] - _MOUTH_SEARCH[0]))))
+    across = np.linspace(-0.3, 0.3, max(5, round(0.6 * d)))
+    points = (
+        middle[None, None, :]
+        + d * drops[:, None, None] * down[None, None, :]
+        + d * across[None, :, None] * along[None, None, :]
+    )
+    height, width = grey.shape
+    xs = np.clip(np.round(points[..., 0]).astype(int), 0, width - 1)
+    ys = np.clip(np.round(points[..., 1]).astype(int), 0, height - 1)
+    if d < 8 or not (points[..., 1].min() >= 0 and points[..., 1].max() < height):
+        return _MOUTH_DROP
+    rows = grey[ys, xs].astype(np.float32).mean(axis=1)
+    rows = np.convolve(rows, np.ones(3, np.float32) / 3.0, mode="valid")
+    return float(drops[1 + int(np.argmin(rows))])
+
+
+def _eye_pair(box: Box, eye_boxes: list[Box]) -> tuple[Point, Point] | None:
+    """Left and right eye centres from cascade hits, or None when they are implausible.
+
+    Hits must sit in the band and size range where eyes are in a face box; on each side the
+    hit nearest the usual eye position wins. One missing eye (glasses often hide one from
+    the cascade) is mirrored across the box's centre line.
+    """
+    x, y, w, h = box
+    sides: list[Point | None] = []
+    for cx, cy, _, _ in _EYES:
+        best: Point | None = None
+        best_distance = np.inf
+        for ex, ey, ew, eh in eye_boxes:
+            px, py = ex + ew / 2.0, ey + eh / 2.0
+            inside_band = _EYE_Y[0] * h <= py - y <= _EYE_Y[1] * h
+            plausible_size = _EYE_SIZE[0] * w <= ew <= _EYE_SIZE[1] * w
+            same_side = (px - x < 0.5 * w) == (cx < 0.5)
+            distance = float(np.hypot(px - (x + cx * w), py - (y + cy * h)))
+            if inside_band and plausible_size and same_side and distance < best_distance:
+                best, best_distance = (px, py), distance
+        sides.append(best)
+    left, right = sides
+    centre_line = x + w / 2.0
+    if left is None and right is not None:
+        left = (2.0 * centre_line - right[0], right[1])
+    if right is None and left is not None:
+        right = (2.0 * centre_line - left[0], left[1])
+    if left is None or right is None:
+        return None
+    spread = right[0] - left[0]
+    if not 0.25 * w <= spread <= 0.6 * w or abs(right[1] - left[1]) > 0.25 * spread:
+        return None
+    return left, right
+
+
+def feature_zones(shape: tuple[int, int], faces: list[Face], *, nostrils: bool) -> BoolMap:
     """Eyes, brows and lips (and the nostrils when asked) of every face, as a boolean map."""
     zones = np.zeros(shape, np.uint8)
-    parts = _EYES + _BROWS + _LIPS + (_NOSTRILS if nostrils else ())
-    for x, y, w, h in boxes:
-        for cx, cy, rx, ry in parts:
-            centre = (round(x + cx * w), round(y + cy * h))
-            axes = (max(1, round(rx * w)), max(1, round(ry * h)))
-            cv2.ellipse(zones, centre, axes, 0, 0, 360, 1, thickness=-1)
+    for face in faces:
+        for (cx, cy), (rx, ry), angle in _zone_ellipses(face, nostrils=nostrils):
+            centre = (round(cx), round(cy))
+            axes = (max(1, round(rx)), max(1, round(ry)))
+            cv2.ellipse(zones, centre, axes, angle, 0, 360, 1, thickness=-1)
     return zones.astype(bool)
 
 
-def skin_mask(proxy: NDArray[np.uint8], boxes: list[Box]) -> FloatMap:
+def _zone_ellipses(face: Face, *, nostrils: bool) -> list[tuple[Point, Point, float]]:
+    """(centre, radii, angle in degrees) of each feature zone of ``face``."""
+    x, y, w, h = face.box
+    if face.eyes is None:
+        parts = _EYES + _BROWS + _LIPS + (_NOSTRILS if nostrils else ())
+        return [((x + cx * w, y + cy * h), (rx * w, ry * h), 0.0) for cx, cy, rx, ry in parts]
+    (lx, ly), (rx_, ry_) = face.eyes
+    d = float(np.hypot(rx_ - lx, ry_ - ly))
+    along = ((rx_ - lx) / d, (ry_ - ly) / d)  # unit vector along the eye line, left to right
+    down = (-along[1], along[0])  # unit vector across it, towards the mouth
+    angle = float(np.degrees(np.arctan2(along[1], along[0])))
+
+    def at(origin: Point, offset_along: float, offset_down: float) -> Point:
+        return (
+            origin[0] + d * (offset_along * along[0] + offset_down * down[0]),
+            origin[1] + d * (offset_along * along[1] + offset_down * down[1]),
+        )
+
+    middle = ((lx + rx_) / 2.0, (ly + ry_) / 2.0)
+    eye_radii = (_EYE_RADII[0] * d, _EYE_RADII[1] * d)
+    brow_radii = (_BROW_RADII[0] * d, _BROW_RADII[1] * d)
+    ellipses: list[tuple[Point, Point, float]] = []
+    for eye, outwards in (((lx, ly), -1.0), ((rx_, ry_), 1.0)):
+        ellipses.append((eye, eye_radii, angle))
+        brow = at(eye, outwards * _BROW_FROM_EYE[0], _BROW_FROM_EYE[1])
+        ellipses.append((brow, brow_radii, angle))
+    lips = at(middle, 0.0, face.mouth_drop)
+    ellipses.append((lips, (_LIP_RADII[0] * d, _LIP_RADII[1] * d), angle))
+    if nostrils:
+        nose = at(middle, 0.0, _NOSE_BASE * face.mouth_drop)
+        ellipses.append((nose, (_NOSTRIL_RADII[0] * d, _NOSTRIL_RADII[1] * d), angle))
+    return ellipses
+
+
+def skin_mask(proxy: NDArray[np.uint8], faces: list[Face]) -> FloatMap:
     """Soft skin mask in [0, 1] on the proxy: colour x face oval x smoothness, features cut out.
 
     The colour model is a Gaussian in CrCb fitted on the cheeks and nose of each face, so it
@@ -157,8 +311,9 @@ def skin_mask(proxy: NDArray[np.uint8], boxes: list[Box]) -> FloatMap:
     """
     height, width = proxy.shape[:2]
     mask = np.zeros((height, width), np.float32)
-    if not boxes:
+    if not faces:
         return mask
+    boxes = [face.box for face in faces]
     ycrcb = cv2.cvtColor(proxy, cv2.COLOR_RGB2YCrCb).astype(np.float32)
     grey = ycrcb[..., 0]
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -172,7 +327,7 @@ def skin_mask(proxy: NDArray[np.uint8], boxes: list[Box]) -> FloatMap:
     closed = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
     opened = cv2.morphologyEx(closed, cv2.MORPH_OPEN, kernel)
     mask = np.asarray(cv2.GaussianBlur(opened, (0, 0), max(0.8, face_width / 40)), np.float32)
-    zones = feature_zones((height, width), boxes, nostrils=False).astype(np.float32)
+    zones = feature_zones((height, width), faces, nostrils=False).astype(np.float32)
     cut = np.asarray(cv2.GaussianBlur(zones, (0, 0), max(0.6, face_width / 80)), np.float32)
     mask *= 1.0 - np.clip(cut * 1.5, 0.0, 1.0)
     return np.clip(mask, 0.0, 1.0)

@@ -553,7 +553,7 @@ class ReviewGrid(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
             ],
             value=self.session.cell(position, "qa_label") or "",
             tooltips=["Not reviewed", "Accept this retouch", "Reject it", "Flag it"],
-            style={"button_width": "64px"},
+            style={"button_width": "76px"},
         )
         choice.observe(functools.partial(self._on_choice, position), names="value")
         self.choices.append(choice)

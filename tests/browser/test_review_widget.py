@@ -22,15 +22,16 @@ _KERNEL_IDLE = """
 
 
 def progress(lab_page: LabPage) -> str:
-    return str(lab_page.page.locator(".skinfix-review-progress").inner_text())
+    return str(lab_page.page.locator(".skinfix-review .skinfix-review-progress").inner_text())
 
 
 def test_labels_clicked_in_the_browser_survive_a_kernel_restart(lab_page: LabPage) -> None:
     lab_page.open("review_widget.ipynb")
     state = lab_page.run_all()
     assert lab_page.problems(state) == []
-    assert sum(cell["widgets_rendered"] for cell in state["cells"]) == 1
+    assert sum(cell["widgets_rendered"] for cell in state["cells"]) == 2  # one pair, and grid
     assert progress(lab_page).startswith("0 of 4 reviewed")
+    assert lab_page.page.locator(".skinfix-review-tile").count() == 4
     images = lab_page.page.locator(".skinfix-review img")
     images.first.wait_for(state="visible")
     widths = images.evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
@@ -63,11 +64,18 @@ def test_labels_clicked_in_the_browser_survive_a_kernel_restart(lab_page: LabPag
     )
     assert merged.strip() == "['accepted', 'accepted', 'rejected', None]"
     assert lab_page.kernel("print(w.position)").strip() == "3"  # opens at the unreviewed pair
-    lab_page.page.locator(".skinfix-review-progress", has_text="3 of 4 reviewed").wait_for()
+    assert lab_page.kernel("print([c.value for c in g.choices])").strip() == (
+        "['accepted', 'accepted', 'rejected', '']"
+    )
+    lab_page.page.locator(
+        ".skinfix-review .skinfix-review-progress", has_text="3 of 4 reviewed"
+    ).wait_for()
 
     # keyboard: the shortcut box takes single keys
     lab_page.page.locator(".skinfix-review input[type=text]").press_sequentially("f")
     lab_page.wait_for_kernel("w.reviewed == 4")
-    lab_page.page.locator(".skinfix-review-progress", has_text="4 of 4 reviewed").wait_for()
+    lab_page.page.locator(
+        ".skinfix-review .skinfix-review-progress", has_text="4 of 4 reviewed"
+    ).wait_for()
     assert lab_page.problems() == []
     lab_page.screenshot_widgets("review_widget.after-restart")

@@ -46,6 +46,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -81,11 +82,15 @@ def missing_requirements() -> str | None:
     """Why browser tests cannot run on this machine, or None when they can."""
     if not CHROMIUM.exists():
         return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-    for module, package in (("playwright", "playwright"), ("jupyterlab", "jupyterlab>=4")):
+    # installed distributions, not importable names: a test folder on sys.path could shadow those
+    for distribution, requirement in (
+        ("playwright", "playwright"),
+        ("jupyterlab", "jupyterlab>=4"),
+    ):
         try:
-            __import__(module)
-        except ImportError:
-            return f"{module} is not installed (pip install '{package}')"
+            version(distribution)
+        except PackageNotFoundError:
+            return f"{distribution} is not installed (pip install '{requirement}')"
     return None
 
 

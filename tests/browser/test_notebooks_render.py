@@ -23,8 +23,12 @@ WIDGET_NOTEBOOKS = {"01_quickstart", "02_batch_dataframe", "03_quality_review", 
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[JupyterLab]:
-    """One JupyterLab holding every notebook; each test opens its own in a fresh tab."""
+def notebooks_lab() -> Iterator[JupyterLab]:
+    """One JupyterLab holding every project notebook; each test opens its own in a fresh tab.
+
+    Module-scoped, so it starts before the per-test skip-or-fail check in conftest.py: it makes
+    the same decision itself.
+    """
     reason = missing_requirements()
     if reason is not None:
         if os.environ.get("SKINFIX_REQUIRE_BROWSER") == "1":
@@ -35,9 +39,9 @@ def lab() -> Iterator[JupyterLab]:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_renders_in_jupyterlab(lab: JupyterLab, path: Path) -> None:
+def test_notebook_renders_in_jupyterlab(notebooks_lab: JupyterLab, path: Path) -> None:
     assert "RUNFLOW_API_KEY" not in os.environ  # the kernel inherits this: no key
-    with lab.page(timeout=180) as page:
+    with notebooks_lab.page(timeout=180) as page:
         page.open(path.name)
         state = page.run_all()
         assert page.problems(state) == []

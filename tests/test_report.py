@@ -101,8 +101,8 @@ def test_a_measured_frame_is_not_measured_again_but_can_be_reflagged(
 
 
 def test_report_needs_no_matplotlib(tmp_path: Path) -> None:
-    frame = qa_results(tmp_path)
-    frame.to_pickle(tmp_path / "frame.pkl")
+    frame = qa_frame(qa_results(tmp_path), progress=False, labels=False)
+    frame.to_pickle(tmp_path / "frame.pkl")  # measured here: the child only writes the page
     code = (
         "import sys, pandas as pd\n"
         "sys.modules['matplotlib'] = None  # as if it were not installed\n"

@@ -12,15 +12,18 @@ The accessor keeps no state (pandas 3 builds a new one at every access): it chec
 arguments and hands the work to :mod:`skinfix_nb.batch`, then returns a new DataFrame on
 the caller's index (``inplace=True`` writes into the caller's frame instead).
 
-Scaling out with dask: every partition may call ``submit``; they share the ledger, so a
-URL is never paid for twice across partitions, workers or re-runs. Pass ``meta=`` so dask
+Scaling out with dask: every partition calls ``submit``; they share the ledger, so a URL
+is never paid for twice across partitions, workers or re-runs. Pass ``meta=`` so dask
 never calls the API to guess the output columns::
 
-    from skinfix_nb.accessor import output_meta
+    from skinfix_nb.accessor import PartitionSubmit, output_meta
     out = ddf.map_partitions(
-        lambda part: part.skinfix.submit("image_url", client=client, progress=False),
+        PartitionSubmit("image_url", client=client, ledger="runs.sqlite3"),
         meta=output_meta(ddf),
     ).compute()
+
+With the distributed scheduler leave ``client=None`` (each worker connects with its own
+``RUNFLOW_API_KEY``) and give a ledger path every worker can reach.
 
 This module imports pandas only; the engine, the client and the display code load on
 first use.
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
     from skinfix_nb.client import AsyncSkinFix, SkinFix
     from skinfix_nb.ledger import Ledger
 
-__all__ = ["SkinFixAccessor", "output_meta"]
+__all__ = ["PartitionSubmit", "SkinFixAccessor", "output_meta"]
 
 
 def output_meta(frame: Any) -> pd.DataFrame:
@@ -60,6 +63,44 @@ def output_meta(frame: Any) -> pd.DataFrame:
     columns: dict[str, list[Any]] = {name: [] for name in OUTPUT_COLUMNS}
     result = result_frame(columns, empty.index[:0])
     return _with_columns(empty.iloc[:0], result)
+
+
+class PartitionSubmit:
+    """``df.skinfix.submit`` as a function of one partition, for ``ddf.map_partitions``.
+
+    dask names a task by hashing its function; this one hashes by its column, API and
+    options (never the API key), so the graph is deterministic without pickling the
+    client. The progress bar is off: partitions run side by side.
+
+    Parameters
+    ----------
+    column : hashable
+        The URL column.
+    client : SkinFix, optional
+        Shared by the partitions of a threaded or synchronous scheduler.
+    **options
+        Any other :meth:`SkinFixAccessor.submit` option (``ledger``, ``max_cost`` per
+        partition, ``concurrency``, ...).
+    """
+
+    def __init__(
+        self, column: Hashable = "image_url", *, client: SkinFix | None = None, **options: Any
+    ) -> None:
+        self.column = column
+        self.client = client
+        self.options = options
+
+    def __call__(self, part: pd.DataFrame) -> pd.DataFrame:
+        accessor: SkinFixAccessor = part.skinfix
+        out = accessor.submit(self.column, client=self.client, progress=False, **self.options)
+        if out is None:
+            raise ValueError("PartitionSubmit returns new partitions: drop inplace=True")
+        return out
+
+    def __dask_tokenize__(self) -> tuple[str, ...]:
+        api = "default" if self.client is None else f"{self.client.base_url} {self.client.model}"
+        options = sorted((name, repr(value)) for name, value in self.options.items())
+        return ("skinfix-submit", repr(self.column), api, repr(options))
 
 
 def _with_columns(frame: pd.DataFrame, result: pd.DataFrame) -> pd.DataFrame:

@@ -91,8 +91,9 @@ class PartitionSubmit:
         self.options = options
 
     def __call__(self, part: pd.DataFrame) -> pd.DataFrame:
-        accessor: SkinFixAccessor = part.skinfix
-        out = accessor.submit(self.column, client=self.client, progress=False, **self.options)
+        out = SkinFixAccessor(part).submit(
+            self.column, client=self.client, progress=False, **self.options
+        )
         if out is None:
             raise ValueError("PartitionSubmit returns new partitions: drop inplace=True")
         return out

@@ -16,7 +16,7 @@ from PIL import Image
 
 from skinfix_nb import labels
 from skinfix_nb.local.engine import retouch
-from skinfix_nb.quality import QAThresholds, qa_frame, report
+from skinfix_nb.quality import QAThresholds, qa_frame, report, worst_pairs
 
 SAMPLES = Path(__file__).resolve().parents[1] / "skinfix_nb" / "samples"
 
@@ -112,3 +112,19 @@ def test_report_needs_no_matplotlib(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120, capture_output=True)
     assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
+def test_worst_pairs_show_in_a_notebook_with_embedded_images(tmp_path: Path) -> None:
+    checked = qa_frame(qa_results(tmp_path), progress=False, labels=False)
+    view = worst_pairs(checked, 2)
+    page = view._repr_html_()
+    parser = Links()
+    parser.feed(page)
+    sources = [value for tag, _, value in parser.urls if tag == "img"]
+    assert len(sources) == 3  # the blurred pair: before, after, difference; then the missing one
+    assert all(src.startswith("data:image/") for src in sources)
+    assert "run-blur" in page
+    assert "images unavailable" in page
+    assert page.index("run-blur") < page.index("run-gone")  # three flags before one
+    with pytest.raises(ValueError, match="qa_frame"):
+        worst_pairs(qa_results(tmp_path))

@@ -4,6 +4,7 @@
 >>> quality.pair_metrics("before.jpg", "after.jpg").ssim
 >>> checked = quality.qa_frame(out)            # metric columns + qa_flag per row
 >>> quality.plot(checked)                      # distributions, flagged pairs in red
+>>> quality.worst_pairs(checked)               # before / after / difference of the worst
 >>> quality.report(checked, "qa.html")         # one self-contained HTML file
 
 Only numpy and OpenCV are needed; matplotlib is used when asked for and installed.
@@ -19,7 +20,7 @@ from skinfix_nb.quality.plots import (
     plot,
     worst_rows,
 )
-from skinfix_nb.quality.report import report
+from skinfix_nb.quality.report import WorstPairs, report, worst_pairs
 
 __all__ = [
     "FLAGS",
@@ -28,6 +29,7 @@ __all__ = [
     "DistributionPlots",
     "PairMetrics",
     "QAThresholds",
+    "WorstPairs",
     "distribution_figure",
     "distribution_svg",
     "flag_names",
@@ -36,5 +38,6 @@ __all__ = [
     "qa_frame",
     "reflag",
     "report",
+    "worst_pairs",
     "worst_rows",
 ]

@@ -27,7 +27,7 @@ from skinfix_nb.quality.frame import DEFAULT_COLUMNS, qa_frame, reflag
 from skinfix_nb.quality.metrics import DEFAULT_MAX_PIXELS
 from skinfix_nb.quality.plots import distribution_svg, worst_rows
 
-__all__ = ["report"]
+__all__ = ["WorstPairs", "report", "worst_pairs"]
 
 _FIGURES = (
     ("qa_ssim", "SSIM", "{:.3f}"),
@@ -60,6 +60,18 @@ margin:0 4px 2px 0;display:inline-block;white-space:nowrap}
 .missing{background:#f0f0f0;color:#57606a;display:flex;align-items:center;justify-content:center;
 text-align:center;font-size:12px;padding:6px;box-sizing:border-box}
 """
+
+_SCOPED_CSS = " ".join(
+    f".skinfix-worst {rule}"
+    for rule in (
+        ".muted{color:#57606a}",
+        ".chip{background:#fff1e5;color:#bc4c00;border-radius:9px;padding:1px 7px;margin-right:4px}",
+        ".pair{display:flex;gap:8px;flex-wrap:wrap;margin:8px 0 20px}",
+        ".pair figure{margin:0}",
+        ".pair figcaption{font-size:12px;color:#57606a}",
+        ".missing{background:#f0f0f0;color:#57606a;padding:6px;font-size:12px}",
+    )
+)
 
 
 def report(
@@ -147,6 +159,49 @@ def report(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
     return target
+
+
+class WorstPairs:
+    """The worst pairs of a QA frame as before / after / difference images, for a notebook.
+
+    The same view as the report's "worst pairs" section, embedded (``data:`` URIs), so it
+    stays visible in a saved notebook after presigned URLs expire.
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        *,
+        n: int = 6,
+        client: Any = None,
+        columns: tuple[str, str] = DEFAULT_COLUMNS,
+    ) -> None:
+        worst_rows(df, n)  # fails early, with its message, on a frame without qa_flag
+        self._df, self._n, self._client, self._columns = df, n, client, columns
+
+    def __repr__(self) -> str:
+        return f"<WorstPairs: {self._n} of {len(self._df)} rows>"
+
+    def _repr_html_(self) -> str:
+        from skinfix_nb.display.fetch import default_fetcher
+        from skinfix_nb.display.pair import make_pair
+
+        def pair_of(row: pd.Series) -> Any:
+            return make_pair(row, client=self._client, columns=self._columns)
+
+        body = _worst(self._df, self._n, default_fetcher(self._client), pair_of)
+        return f'<div class="skinfix-worst"><style>{_SCOPED_CSS}</style>{body or "No measured pairs."}</div>'
+
+
+def worst_pairs(
+    df: pd.DataFrame,
+    n: int = 6,
+    *,
+    client: Any = None,
+    columns: tuple[str, str] = DEFAULT_COLUMNS,
+) -> WorstPairs:
+    """Show the ``n`` worst pairs of a QA frame (most flags, then lowest SSIM) in a notebook."""
+    return WorstPairs(df, n=n, client=client, columns=columns)
 
 
 def _summary(df: pd.DataFrame) -> str:

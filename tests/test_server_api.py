@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -153,7 +155,7 @@ def test_unknown_model_is_404_and_bare_slug_is_405(client: httpx.Client) -> None
         ({"input": {}}, ["body", "input", "image_url"]),
         ({"input": {"image_url": 5}}, ["body", "input", "image_url"]),
         ({"input": {"image_url": ""}}, ["body", "input", "image_url"]),
-        ({"input": {"image_url": "https://e.com/" + "a" * 3000}}, ["body", "input", "image_url"]),
+        ({"input": {"image_url": "https://e.com/" + "a" * 9000}}, ["body", "input", "image_url"]),
         ({"input": {"image_url": "ftp://example.com/a.jpg"}}, ["body", "input", "image_url"]),
         ({"input": {"image_url": "http://example.com/a.jpg"}}, ["body", "input", "image_url"]),
         ({"input": {"image_url": "data:image/png;base64,AAAA"}}, ["body", "input", "image_url"]),
@@ -708,3 +710,18 @@ def test_busy_port_and_stop(bench: LocalServer) -> None:
     assert "stopped" in repr(other)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{other.url}/v1/health")
+
+
+def test_python_dash_m_starts_a_server_and_prints_its_url() -> None:
+    command = [sys.executable, "-m", "skinfix_nb.local", "--port", "0"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().split()[-1]
+            key_line = process.stdout.readline()
+            assert url.startswith("http://127.0.0.1:")
+            assert "'local'" in key_line
+            response = httpx.get(f"{url}/v1/runs", headers={"Authorization": "Bearer local"})
+            assert response.status_code == 200
+        finally:
+            process.terminate()

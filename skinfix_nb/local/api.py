@@ -39,7 +39,8 @@ __all__ = ["build_app"]
 log = logging.getLogger("skinfix_nb.local")
 
 MAX_JSON_BYTES = 1_048_576
-MAX_URL_CHARS = 2048
+MAX_IMAGE_URL_CHARS = 8192  # no documented limit; presigned URLs can pass 2,048 characters
+MAX_CALLBACK_URL_CHARS = 2048  # documented for batch callbacks
 MAX_METADATA_BYTES = 65_536
 UPLOAD_MIME_TYPES = (
     "image/jpeg",
@@ -312,15 +313,17 @@ def _validate_create(body: dict[str, Any], *, strict_https: bool) -> dict[str, A
             errors.append(_field_error(loc, "field required", "missing"))
         elif not isinstance(value, str):
             errors.append(_field_error(loc, "expected a string (an HTTPS URL)", "string_type"))
-        elif not 1 <= len(value) <= MAX_URL_CHARS:
+        elif not 1 <= len(value) <= MAX_IMAGE_URL_CHARS:
             errors.append(
-                _field_error(loc, f"must be 1 to {MAX_URL_CHARS} characters", "string_length")
+                _field_error(loc, f"must be 1 to {MAX_IMAGE_URL_CHARS} characters", "string_length")
             )
         elif problem := _url_problem(value, strict_https=strict_https, field="image_url"):
             errors.append(_field_error(loc, problem, "url_scheme"))
         else:
             image_url = value
-    callback_url = _optional_string(body, "callback_url", errors, min_len=1, max_len=MAX_URL_CHARS)
+    callback_url = _optional_string(
+        body, "callback_url", errors, min_len=1, max_len=MAX_CALLBACK_URL_CHARS
+    )
     if callback_url is not None and (
         problem := _url_problem(callback_url, strict_https=False, field="callback_url")
     ):

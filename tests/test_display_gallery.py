@@ -79,7 +79,7 @@ def test_status_filter(results: pd.DataFrame) -> None:
     view.status_filter.value = "succeeded"
     assert view.page_count == 2
     assert len(view.grid.children) == 3
-    view.status_filter.value = None
+    view.status_filter.value = ""  # "all"
     assert len(view.rows) == 6
 
 

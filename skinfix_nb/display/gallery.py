@@ -25,6 +25,7 @@ __all__ = ["Gallery", "gallery"]
 
 _FETCH_THREADS = 8
 _ERROR_CHARS = 200
+_ALL = ""  # the filter's "all statuses" value (ipywidgets 8 reads None as "nothing selected")
 
 
 def gallery(
@@ -104,7 +105,7 @@ class Gallery(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
         if status is not None and status not in self._statuses():
             raise ValueError(f"no row has status {status!r}; statuses present: {self._statuses()}")
         self.status_filter = widgets.Dropdown(
-            options=self._filter_options(), value=status, description="Status"
+            options=self._filter_options(), value=status or _ALL, description="Status"
         )
         self.previous_button = widgets.Button(description="Previous", icon="arrow-left")
         self.next_button = widgets.Button(description="Next", icon="arrow-right")
@@ -135,7 +136,7 @@ class Gallery(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
     def rows(self) -> pd.DataFrame:
         """The rows the status filter lets through, in frame order."""
         wanted = self.status_filter.value
-        if wanted is None or "status" not in self.frame.columns:
+        if wanted == _ALL or "status" not in self.frame.columns:
             return self.frame
         selected: pd.DataFrame = self.frame.loc[self.frame["status"] == wanted]
         return selected
@@ -243,8 +244,8 @@ class Gallery(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
             return []
         return sorted(str(s) for s in self.frame["status"].dropna().unique())
 
-    def _filter_options(self) -> list[tuple[str, str | None]]:
-        options: list[tuple[str, str | None]] = [(f"all ({len(self.frame)})", None)]
+    def _filter_options(self) -> list[tuple[str, str]]:
+        options = [(f"all ({len(self.frame)})", _ALL)]
         if "status" in self.frame.columns:
             counts = self.frame["status"].value_counts()
             options += [(f"{s} ({int(counts[s])})", s) for s in self._statuses()]

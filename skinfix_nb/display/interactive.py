@@ -92,13 +92,15 @@ class InteractiveComparison(widgets.VBox):  # type: ignore[misc]  # ipywidgets s
             value=0.5, min=0.0, max=1.0, step=0.01, description="After", continuous_update=False
         )
         self.heatmap = widgets.ToggleButton(
-            value=False, description="Difference heatmap", icon="fire"
+            value=False, description="Difference heatmap", icon="fire", layout=_fit_label()
         )
         self.view = widgets.Image(format="jpeg", layout=_natural_size(self._before_view.size))
         zoom_size = _natural_size(self._crop_size())
         self.zoom_before = widgets.Image(format="png", layout=zoom_size)
         self.zoom_after = widgets.Image(format="png", layout=zoom_size)
-        self.save_button = widgets.Button(description="Save full resolution", icon="download")
+        self.save_button = widgets.Button(
+            description="Save full resolution", icon="download", layout=_fit_label()
+        )
         self.message = widgets.HTML()
         for control in (self.mode, self.position, self.heatmap):
             control.observe(self._on_change, names="value")
@@ -214,6 +216,11 @@ class InteractiveComparison(widgets.VBox):  # type: ignore[misc]  # ipywidgets s
         box = self.zoom_box()
         self.zoom_before.value = encode_image(self._before_full.crop(box), "PNG")
         self.zoom_after.value = encode_image(self._after_full.crop(box), "PNG")
+
+
+def _fit_label() -> widgets.Layout:
+    """A button as wide as its label (the default width cuts long labels)."""
+    return widgets.Layout(width="auto")
 
 
 def _natural_size(size: tuple[int, int]) -> widgets.Layout:

@@ -62,6 +62,10 @@ def test_display_helpers_render_and_gallery_opens_a_comparison(lab_page: LabPage
     assert lab_page.page.locator(".skinfix-tile").count() == 2
     lab_page.page.locator(".skinfix-tile", has_text="succeeded").first.wait_for(state="visible")
 
+    selected = lab_page.page.locator(".widget-dropdown select").evaluate(
+        "select => select.selectedIndex >= 0 ? select.options[select.selectedIndex].text : ''"
+    )
+    assert selected.replace("\xa0", " ") == "all (3)"  # ipywidgets renders spaces as NBSP
     lab_page.click_button("Next")
     lab_page.wait_for_kernel("grid.page == 1")
     assert lab_page.page.locator(".skinfix-tile").inner_text().count("no face found <script>") == 1

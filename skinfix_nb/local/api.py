@@ -148,8 +148,8 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
             413: "PAYLOAD_TOO_LARGE",
         }.get(exc.status, "BAD_REQUEST")
         message = {
-            404: f"no route {request.path}; see the Runflow API reference for the endpoints",
-            405: f"{request.method} is not allowed on {request.path}",
+            404: f"no route {request.path[:200]}; see the Runflow API reference for the endpoints",
+            405: f"{request.method} is not allowed on {request.path[:200]}",
             413: f"the request body is too large (limit {MAX_JSON_BYTES} bytes)",
         }.get(exc.status, exc.reason)
         return envelope(exc.status, code, message)

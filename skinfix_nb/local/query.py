@@ -18,7 +18,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -177,15 +177,14 @@ def _unquote(value: str) -> str:
 
 
 def _parse_time(text: str) -> datetime:
+    """An ISO 8601 time or date; without an offset it is UTC (``created_at>2026-04-01``)."""
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise QueryError(
             "q", f"{text[:80]!r} is not an ISO 8601 time like 2026-05-06T10:00:00+00:00"
         ) from None
-    if moment.tzinfo is None:
-        raise QueryError("q", f"time {text[:80]!r} needs a UTC offset, e.g. +00:00")
-    return moment
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _compare_time(actual: Any, op: str, bound: str) -> bool:

@@ -1,7 +1,7 @@
 """``sf.review(df)``: look at each retouched pair and say accept, reject or flag.
 
-One pair at a time, with its QA flags and figures when ``qa()`` ran, a free-text note and
-the progress of the review ("37 of 120 reviewed"). Each verdict and note is written to the
+One pair at a time (or a page of tiles with ``grid=True``), with its QA flags and figures
+when ``qa()`` ran, a free-text note and the progress of the review ("37 of 120 reviewed"). Each verdict and note is written to the
 label store (``labels.sqlite3`` in the toolkit's home unless another is given) the moment it
 is made, keyed by run id, so a kernel restart loses nothing: re-opening ``review(df)`` shows
 every label again and ``df.skinfix.qa()`` or :func:`skinfix_nb.labels.load` merges them.

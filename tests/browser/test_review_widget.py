@@ -25,7 +25,7 @@ def progress(lab_page: LabPage) -> str:
     return str(lab_page.page.locator(".skinfix-review .skinfix-review-progress").inner_text())
 
 
-def test_labels_clicked_in_the_browser_survive_a_kernel_restart(lab_page: LabPage) -> None:
+def test_labels_given_in_the_browser_survive_a_kernel_restart(lab_page: LabPage) -> None:
     lab_page.open("review_widget.ipynb")
     state = lab_page.run_all()
     assert lab_page.problems(state) == []
@@ -71,11 +71,14 @@ def test_labels_clicked_in_the_browser_survive_a_kernel_restart(lab_page: LabPag
         ".skinfix-review .skinfix-review-progress", has_text="3 of 4 reviewed"
     ).wait_for()
 
-    # keyboard: the shortcut box takes single keys
-    lab_page.page.locator(".skinfix-review input[type=text]").press_sequentially("f")
+    # keyboard: a focused button takes Space, the shortcut box takes single keys
+    lab_page.page.locator(".skinfix-review button", has_text="Flag").focus()
+    lab_page.page.keyboard.press("Space")
     lab_page.wait_for_kernel("w.reviewed == 4")
     lab_page.page.locator(
         ".skinfix-review .skinfix-review-progress", has_text="4 of 4 reviewed"
     ).wait_for()
+    lab_page.page.locator(".skinfix-review input[type=text]").press_sequentially("p")
+    lab_page.wait_for_kernel("w.position == 2")
     assert lab_page.problems() == []
     lab_page.screenshot_widgets("review_widget.after-restart")

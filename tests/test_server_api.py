@@ -726,3 +726,18 @@ def test_python_dash_m_starts_a_server_and_prints_its_url() -> None:
             assert response.status_code == 200
         finally:
             process.terminate()
+
+
+def test_imports_stay_light() -> None:
+    """Starting a server loads no image code; the engine loads no HTTP code."""
+    check = (
+        "import sys\n"
+        "from skinfix_nb.local import serve\n"
+        "with serve(port=0, engine=None) as server:\n"
+        "    pass\n"
+        "assert 'cv2' not in sys.modules and 'skinfix_nb.local.engine' not in sys.modules\n"
+        "import skinfix_nb.local.engine\n"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True, timeout=60)
+    engine_only = "import sys, skinfix_nb.local.engine; assert 'aiohttp' not in sys.modules"
+    subprocess.run([sys.executable, "-c", engine_only], check=True, timeout=60)

@@ -6,11 +6,38 @@
 
 It speaks Runflow's HTTP API for ``runflow/skin-fix`` (runs, uploads, callbacks,
 cancellation, search) and can misbehave on purpose (latency, failures, 5xx, 429,
-dropped connections, running out of credit) for tests and benchmarks. Importing this
-package loads no image code; the engine loads with the first run.
+dropped connections, running out of credit) for tests and benchmarks.
+
+Names load on first use: importing the engine (``skinfix_nb.local.engine``) loads no
+HTTP code, and starting a server loads no image code until the first run.
 """
 
-from skinfix_nb.local.server import LocalServer, serve
-from skinfix_nb.local.store import RequestRecord
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skinfix_nb.local.server import LocalServer, serve
+    from skinfix_nb.local.store import RequestRecord
 
 __all__ = ["LocalServer", "RequestRecord", "serve"]
+
+_HOME = {
+    "LocalServer": "skinfix_nb.local.server",
+    "RequestRecord": "skinfix_nb.local.store",
+    "serve": "skinfix_nb.local.server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skinfix_nb.local' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)

@@ -19,7 +19,7 @@ WORK_FACE_WIDTH = 320
 """Face width, in pixels, at which spots are searched and healed."""
 
 _MAX_SPOT_SHARE = 0.04  # never heal more than this share of the skin: wrinkles are not spots
-_MAX_CANDIDATES = 120
+_MAX_CANDIDATES = 300
 # limits of the robust threshold, in scale-normalised log units
 _THRESHOLD_FLOOR = 0.02
 _THRESHOLD_CEILING = 0.04

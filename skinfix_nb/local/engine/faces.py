@@ -53,6 +53,7 @@ _BROW_RADII = (0.45, 0.14)
 _MOUTH_SEARCH = (0.8, 1.4)
 _MOUTH_DROP = 1.1
 _LIP_RADII = (0.55, 0.24)
+_LIPS_BELOW_LINE = 0.05  # the lower lip is fuller: the lips' centre is a little below the line
 _NOSE_BASE = 0.6
 _NOSTRIL_RADII = (0.40, 0.20)
 # Where an eye may be, relative to the face box (centre y range, size range).
@@ -198,7 +199,9 @@ def _mouth_drop(grey: NDArray[np.uint8], eyes: tuple[Point, Point]) -> float:
     """How far below the eye line the mouth is, in eye distances.
 
     The mouth line is the darkest stripe across the lower face: between the lips the light
-    does not reach. Rows parallel to the eye line are averaged over the mouth's width.
+    does not reach. Each row parallel to the eye line is summarised by its median over the
+    mouth's width, so that nostrils or a dark spot, which cover only part of a row, do not
+    pass for it.
     """
     (lx, ly), (rx, ry) = eyes
     d = float(np.hypot(rx - lx, ry - ly))
@@ -206,7 +209,7 @@ def _mouth_drop(grey: NDArray[np.uint8], eyes: tuple[Point, Point]) -> float:
     down = np.array([-along[1], along[0]])
     middle = np.array([(lx + rx) / 2.0, (ly + ry) / 2.0])
     drops = np.linspace(*_MOUTH_SEARCH, max(8, round(d * (_MOUTH_SEARCH[1] - _MOUTH_SEARCH[0]))))
-    across = np.linspace(-0.3, 0.3, max(5, round(0.6 * d)))
+    across = np.linspace(-0.4, 0.4, max(5, round(0.8 * d)))
     points = (
         middle[None, None, :]
         + d * drops[:, None, None] * down[None, None, :]
@@ -217,7 +220,7 @@ def _mouth_drop(grey: NDArray[np.uint8], eyes: tuple[Point, Point]) -> float:
     ys = np.clip(np.round(points[..., 1]).astype(int), 0, height - 1)
     if d < 8 or not (points[..., 1].min() >= 0 and points[..., 1].max() < height):
         return _MOUTH_DROP
-    rows = grey[ys, xs].astype(np.float32).mean(axis=1)
+    rows = np.median(grey[ys, xs].astype(np.float32), axis=1)
     rows = np.convolve(rows, np.ones(3, np.float32) / 3.0, mode="valid")
     return float(drops[1 + int(np.argmin(rows))])
 
@@ -294,7 +297,7 @@ def _zone_ellipses(face: Face, *, nostrils: bool) -> list[tuple[Point, Point, fl
         ellipses.append((eye, eye_radii, angle))
         brow = at(eye, outwards * _BROW_FROM_EYE[0], _BROW_FROM_EYE[1])
         ellipses.append((brow, brow_radii, angle))
-    lips = at(middle, 0.0, face.mouth_drop)
+    lips = at(middle, 0.0, face.mouth_drop + _LIPS_BELOW_LINE)
     ellipses.append((lips, (_LIP_RADII[0] * d, _LIP_RADII[1] * d), angle))
     if nostrils:
         nose = at(middle, 0.0, _NOSE_BASE * face.mouth_drop)

@@ -4,12 +4,13 @@ Run: ``python benchmarks/qa_cost.py``
 
 Inputs: the bundled Grace Hopper portrait upscaled (Lanczos) to about 1 and 12 MP, retouched
 by the local engine, both saved as JPEG (quality 90) the way real files arrive; made at run
-time, never stored. For each size, best of five:
+time, never stored. For each size, best of seven:
 
 * ``decode``: one ``open_image`` of the before JPEG (the baseline: every figure is also
   given as a ratio to it, measured in the same run, so it survives a noisy machine);
 * ``metrics``: ``pair_metrics`` on the two decoded images (downscale to <= 1 MP, face
   analysis of the before copy, every metric);
+* ``face``: of which the engine's ``analyze_face`` on the downscaled before copy;
 * ``pair from files``: ``pair_metrics`` on the two JPEG byte strings (both decodes included);
 * ``qa_frame per pair``: ``qa_frame`` over eight rows of files on disk (default workers),
   wall time divided by eight.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import sys
@@ -35,13 +37,14 @@ from PIL import Image
 
 import skinfix_nb
 from skinfix_nb.images import open_image
-from skinfix_nb.local.engine import retouch
+from skinfix_nb.local.engine import analyze_face, retouch
 from skinfix_nb.quality import pair_metrics, qa_frame
+from skinfix_nb.quality.metrics import DEFAULT_MAX_PIXELS
 
 RESULTS = Path(__file__).parent / "results"
 SAMPLE = Path(skinfix_nb.__file__).parent / "samples" / "grace_hopper.jpg"
 SIZES_MP = (1, 12)
-REPEATS = 5
+REPEATS = 7
 FRAME_ROWS = 8
 
 
@@ -96,6 +99,9 @@ def main() -> int:
         before_image, after_image = open_image(before), open_image(after)
         decode = best_ms(lambda b=before: open_image(b))
         metrics = best_ms(lambda b=before_image, a=after_image: pair_metrics(b, a))
+        factor = max(1, math.ceil(math.sqrt(size[0] * size[1] / DEFAULT_MAX_PIXELS)))
+        copy = before_image.reduce(factor) if factor > 1 else before_image
+        face = best_ms(lambda c=copy: analyze_face(c))
         from_files = best_ms(lambda b=before, a=after: pair_metrics(b, a))
         per_pair = frame_per_pair_ms(before, after)
         rows.append(
@@ -104,6 +110,7 @@ def main() -> int:
                 "size": f"{size[0]}x{size[1]}",
                 "decode_ms": round(decode, 1),
                 "metrics_ms": round(metrics, 1),
+                "face_analysis_ms": round(face, 1),
                 "pair_from_files_ms": round(from_files, 1),
                 "qa_frame_per_pair_ms": round(per_pair, 1),
                 "metrics_vs_decode": round(metrics / decode, 2),
@@ -113,7 +120,7 @@ def main() -> int:
         )
 
     header = (
-        f"{'MP':>6} {'size':>11} {'decode':>8} {'metrics':>9} {'from files':>11} "
+        f"{'MP':>6} {'size':>11} {'decode':>8} {'metrics':>9} {'(face)':>8} {'from files':>11} "
         f"{'qa_frame/pair':>14}   ratios to one decode"
     )
     print(header)
@@ -121,7 +128,8 @@ def main() -> int:
     for row in rows:
         print(
             f"{row['megapixels']:>6} {row['size']:>11} {row['decode_ms']:>6.0f}ms "
-            f"{row['metrics_ms']:>7.0f}ms {row['pair_from_files_ms']:>9.0f}ms "
+            f"{row['metrics_ms']:>7.0f}ms {row['face_analysis_ms']:>6.0f}ms "
+            f"{row['pair_from_files_ms']:>9.0f}ms "
             f"{row['qa_frame_per_pair_ms']:>12.0f}ms   "
             f"{row['metrics_vs_decode']:.2f} / {row['pair_from_files_vs_decode']:.2f} / "
             f"{row['qa_frame_per_pair_vs_decode']:.2f}"

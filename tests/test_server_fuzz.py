@@ -16,7 +16,7 @@ from tests.conftest import FAKE_KEY
 
 CREATE = "/v1/models/runflow/skin-fix/runs"
 FUZZ = settings(
-    max_examples=250,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -122,7 +122,7 @@ def test_wrong_types_huge_strings_and_junk_get_4xx(client: httpx.Client, body: A
     assert_envelope_4xx(client.post(CREATE, content=json.dumps(body)))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     path=st.sampled_from(
         [
@@ -142,7 +142,7 @@ def test_any_json_on_any_route_is_never_5xx(client: httpx.Client, path: str, bod
         assert_envelope_4xx(response)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     q=st.text(max_size=80) | st.sampled_from(["client_ref.EQ:'", "id.IN:(", "created_at>"]),
     limit=st.text(max_size=5),

@@ -7,34 +7,26 @@ as green.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser.jupyterlab import JupyterLab, LabPage, missing_requirements
+from tests.browser.jupyterlab import JupyterLab, LabPage, require_browser
 
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 
 
 @pytest.fixture(autouse=True)
 def _browser_available(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("browser") is None:
-        return
-    reason = missing_requirements()
-    if reason is None:
-        return
-    if os.environ.get("SKINFIX_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"SKINFIX_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
+    if request.node.get_closest_marker("browser") is not None:
+        require_browser()
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
     """JupyterLab serving a copy of tests/browser/notebooks, kernel home kept apart."""
-    if missing_requirements() is not None:
-        pytest.skip(str(missing_requirements()))  # the autouse fixture decides skip vs fail
+    require_browser()  # module fixtures run before the autouse one: decide here too
     home = tmp_path_factory.mktemp("lab-home")
     with JupyterLab(
         files=sorted(NOTEBOOKS.glob("*.ipynb")), env={"SKINFIX_NB_HOME": str(home)}

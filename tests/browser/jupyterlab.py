@@ -15,8 +15,9 @@ Small API (everything a notebook test needs)::
             page.wait_for_kernel("form.run is not None")  # poll a Python expression
             page.kernel("print(form.run.status)")         # -> "succeeded\\n"
 
-* ``missing_requirements()`` says why the browser tests cannot run here (no
-  ``/usr/bin/chromium``, no Playwright, no JupyterLab), or returns None.
+* ``require_browser()`` skips the calling test when ``/usr/bin/chromium``, Playwright or
+  JupyterLab is missing, and fails it instead when ``SKINFIX_REQUIRE_BROWSER=1`` (CI);
+  ``missing_requirements()`` gives the reason, or None.
 * ``JupyterLab(files=..., env=None)`` copies ``files`` into a fresh root folder,
   starts ``python -m jupyterlab`` with isolated settings (``windowingMode: none`` so every
   cell renders, no news or update checks, no autosave), ``--allow-root`` when run as root,
@@ -44,12 +45,14 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+import pytest
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = [
@@ -78,10 +81,10 @@ _LAB_SETTINGS = {
 }
 
 
-def missing_requirements() -> str | None:
+def missing_requirements(*, chromium: Path = CHROMIUM) -> str | None:
     """Why browser tests cannot run on this machine, or None when they can."""
-    if not CHROMIUM.exists():
-        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if not chromium.exists():
+        return f"no Chromium at {chromium} (apt-get install chromium)"
     # installed distributions, not importable names: a test folder on sys.path could shadow those
     for distribution, requirement in (
         ("playwright", "playwright"),
@@ -92,6 +95,20 @@ def missing_requirements() -> str | None:
         except PackageNotFoundError:
             return f"{distribution} is not installed (pip install '{requirement}')"
     return None
+
+
+def require_browser(*, chromium: Path = CHROMIUM, environ: Mapping[str, str] = os.environ) -> None:
+    """Skip the calling test when the browser stack is missing; fail instead in CI.
+
+    ``SKINFIX_REQUIRE_BROWSER=1`` (set by CI) turns the skip into a failure, so a broken
+    set-up cannot pass as green.
+    """
+    reason = missing_requirements(chromium=chromium)
+    if reason is None:
+        return
+    if environ.get("SKINFIX_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"SKINFIX_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
 
 
 def artifacts_dir() -> Path:

@@ -57,7 +57,8 @@ class ServerProcess:
             raise RuntimeError("the benchmark server did not start")
 
     def _ask(self, command: str) -> list[dict[str, Any]]:
-        assert self._process.stdin is not None and self._process.stdout is not None
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
         self._process.stdin.write(command + "\n")
         self._process.stdin.flush()
         rows: list[dict[str, Any]] = json.loads(self._process.stdout.readline())

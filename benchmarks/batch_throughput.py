@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import time
 from typing import Any
 
 import httpx
 import pandas as pd
+from batch_common import KEY, ServerProcess, image_urls, table, write_results
 
 import skinfix_nb  # noqa: F401  (registers df.skinfix)
-from batch_common import KEY, ServerProcess, image_urls, table, write_results
 from skinfix_nb.aiohttp_transport import AiohttpTransport
 from skinfix_nb.client import AsyncSkinFix, SkinFix
 
@@ -138,31 +137,36 @@ def main() -> None:
             server.url, image_urls(server.url, args.sequential_rows, tag="seq")
         )
     sequential_wall = per_image * rows
-    cpu_ms = sf_cpu / rows * 1000
+    cpu_ms = as_cpu / rows * 1000
     results: dict[str, Any] = {
         "rows": rows,
         "concurrency": concurrency,
         "latency_s": latency,
         "ideal_s": ideal,
-        "skinfix_wall_s": sf_wall,
-        "skinfix_succeeded": sf_done,
-        "skinfix_cpu_ms_per_image": cpu_ms,
+        "asubmit_wall_s": as_wall,
+        "asubmit_cpu_ms_per_image": cpu_ms,
+        "asubmit_succeeded": as_done,
+        "submit_blocking_client_wall_s": sf_wall,
+        "submit_blocking_client_cpu_ms_per_image": sf_cpu / rows * 1000,
+        "submit_blocking_client_succeeded": sf_done,
         "hand_written_wall_s": hw_wall,
         "hand_written_poll_s": latency / 4,
         "hand_written_succeeded": hw_done,
         "sequential_s_per_image": per_image,
         "sequential_rows_timed": args.sequential_rows,
         "sequential_wall_s_scaled": sequential_wall,
-        "wall_over_ideal": sf_wall / ideal,
-        "speed_vs_hand_written": hw_wall / sf_wall,
-        "speedup_vs_sequential": sequential_wall / sf_wall,
+        "wall_over_ideal": as_wall / ideal,
+        "speed_vs_hand_written": hw_wall / as_wall,
+        "speedup_vs_sequential": sequential_wall / as_wall,
+        "submit_wall_over_ideal": sf_wall / ideal,
+        "submit_speed_vs_hand_written": hw_wall / sf_wall,
     }
     goals = {
         "wall_over_ideal": results["wall_over_ideal"] <= 1.10,
         "speed_vs_hand_written": results["speed_vs_hand_written"] >= 0.95,
         "speedup_vs_sequential": results["speedup_vs_sequential"] >= 15,
         "cpu_ms_per_image": cpu_ms <= 1.0,
-        "all_succeeded": sf_done == rows and hw_done == rows,
+        "all_succeeded": as_done == sf_done == hw_done == rows,
     }
     results["goals_met"] = goals
     path = write_results("batch_throughput", results)
@@ -171,24 +175,29 @@ def main() -> None:
             [
                 ("measure", "value", "goal"),
                 ("ideal N/C x L", f"{ideal:.2f} s", ""),
-                ("df.skinfix.submit wall", f"{sf_wall:.2f} s", ""),
-                (
-                    "hand-written asyncio+httpx wall",
-                    f"{hw_wall:.2f} s",
-                    f"poll {latency / 4:.3f} s",
-                ),
+                ("await df.skinfix.asubmit wall", f"{as_wall:.2f} s", ""),
+                ("df.skinfix.submit(SkinFix) wall", f"{sf_wall:.2f} s", ""),
+                ("hand-written asyncio+httpx", f"{hw_wall:.2f} s", f"poll {latency / 4:.3f} s"),
                 ("sequential (2 s polls), scaled", f"{sequential_wall:.0f} s", ""),
-                ("wall / ideal", f"{results['wall_over_ideal']:.3f}", "<= 1.10"),
-                ("speed vs hand-written", f"{results['speed_vs_hand_written']:.3f}", ">= 0.95"),
-                ("speed-up vs sequential", f"{results['speedup_vs_sequential']:.0f}x", ">= 15x"),
-                ("client CPU per image", f"{cpu_ms:.3f} ms", "<= 1 ms"),
+                ("asubmit wall / ideal", f"{results['wall_over_ideal']:.3f}", "<= 1.10"),
+                (
+                    "asubmit speed vs hand-written",
+                    f"{results['speed_vs_hand_written']:.3f}",
+                    ">= 0.95",
+                ),
+                (
+                    "asubmit speed-up vs sequential",
+                    f"{results['speedup_vs_sequential']:.0f}x",
+                    ">= 15x",
+                ),
+                ("asubmit client CPU per image", f"{cpu_ms:.3f} ms", "<= 1 ms"),
+                ("submit(SkinFix) wall / ideal", f"{results['submit_wall_over_ideal']:.3f}", ""),
+                ("submit(SkinFix) CPU per image", f"{sf_cpu / rows * 1000:.3f} ms", ""),
             ]
         )
     )
     print(f"goals met: {all(goals.values())} {goals}")
     print(f"wrote {path}")
-    if not math.isfinite(sf_wall):
-        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -337,29 +337,42 @@ class Ledger:
         whose id never made it back (see :class:`Claim`).
         """
         now = time.time()
+        fresh = LedgerEntry(
+            api=self.api,
+            client_ref=client_ref,
+            url_key=url_key,
+            generation=generation,
+            model=model,
+            image_url=redact_url(image_url),
+            run_id=None,
+            status=None,
+            cost=None,
+            duration_ms=None,
+            created_at=None,
+            owner=owner,
+            intent_at=now,
+        )
+        with self._lock:
+            # The common case, a ref never seen, is one atomic statement.
+            inserted = self._conn.execute(
+                "INSERT OR IGNORE INTO runs (api, client_ref, url_key, generation, model, "
+                "image_url, owner, intent_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.api,
+                    client_ref,
+                    url_key,
+                    generation,
+                    model,
+                    fresh.image_url,
+                    owner,
+                    now,
+                    now,
+                ),
+            ).rowcount
+        if inserted:
+            return Claim("claimed", fresh)
         with self._write() as cur:
-            row = cur.execute(
-                f"SELECT {_COLUMNS} FROM runs WHERE api = ? AND client_ref = ?",
-                (self.api, client_ref),
-            ).fetchone()
-            if row is None:
-                cur.execute(
-                    "INSERT INTO runs (api, client_ref, url_key, generation, model, image_url, "
-                    "owner, intent_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        self.api,
-                        client_ref,
-                        url_key,
-                        generation,
-                        model,
-                        redact_url(image_url),
-                        owner,
-                        now,
-                        now,
-                    ),
-                )
-                return Claim("claimed", self._entry(cur, client_ref))
-            entry = LedgerEntry(*row)
+            entry = self._entry(cur, client_ref)
             if entry.run_id is not None:
                 return Claim("has_run", entry)
             if entry.owner != owner and _owner_is_live(entry.owner, entry.intent_at, now=now):
@@ -388,8 +401,8 @@ class Ledger:
         duration_ms: int | None = None,
     ) -> None:
         """Store the run id the API returned for ``client_ref`` (the intent becomes a run)."""
-        with self._write() as cur:
-            cur.execute(
+        with self._lock:  # one statement: atomic on its own
+            self._conn.execute(
                 "UPDATE runs SET run_id = ?, status = ?, created_at = ?, cost = ?, "
                 "duration_ms = ?, owner = NULL, updated_at = ? WHERE api = ? AND client_ref = ?",
                 (run_id, status, created_at, cost, duration_ms, time.time(), self.api, client_ref),

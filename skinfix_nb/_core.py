@@ -285,7 +285,7 @@ def _short(value: object) -> str:
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         raise APIError(
             f"expected JSON from {redact_url(str(response.request.url))}, got "
             f"{response.headers.get('content-type', 'no content type')}",
@@ -348,16 +348,18 @@ def _newest_with_ref(page: RunPage, client_ref: str) -> Run | None:
     return matches[0] if matches else None
 
 
-def _connection_error(exc: httpx.TransportError, call: Call, base_url: str) -> APIConnectionError:
+def _connection_error(exc: httpx.RequestError, call: Call, base_url: str) -> APIConnectionError:
+    """The error for a request that got no usable answer; the httpx error is its cause."""
     kind = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
     detail = re.sub(r"\?\S*", "?…", str(exc))[:200] or "no details"
-    advice = (
-        "the server may or may not have acted on it"
-        if kind is APITimeoutError
-        else "check the network and base_url"
-    )
+    if isinstance(exc, httpx.DecodingError):
+        what, advice = "got an answer that could not be decoded", "a proxy may have mangled it"
+    elif kind is APITimeoutError:
+        what, advice = "got no answer", "the server may or may not have acted on it"
+    else:
+        what, advice = "got no answer", "check the network and base_url"
     target = call.describe() if "://" in call.url else f"{call.method} {base_url}{call.url}"
-    error = kind(f"{target} got no answer ({type(exc).__name__}: {detail}); {advice}")
+    error = kind(f"{target} {what} ({type(exc).__name__}: {detail}); {advice}")
     error.__cause__ = exc
     return error
 
@@ -401,7 +403,7 @@ class ClientCore:
         """One try: the response when it succeeded, else the error it amounts to."""
         try:
             response = yield from self._send(call)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             return _connection_error(exc, call, self.base_url)
         if response.is_success:
             return response

@@ -256,7 +256,7 @@ class SkinFix(_ClientBase):
 
     def _drive(self, op: Op[T]) -> T:
         reply: httpx.Response | None = None
-        failure: httpx.TransportError | None = None
+        failure: httpx.RequestError | None = None
         try:
             while True:
                 try:
@@ -270,7 +270,7 @@ class SkinFix(_ClientBase):
                 request = self._http.build_request(**self._request_options(action))
                 try:
                     reply = self._http.send(request, auth=self._auth_for(action))
-                except httpx.TransportError as exc:
+                except httpx.RequestError as exc:  # no usable answer
                     failure = exc
         finally:
             op.close()
@@ -464,7 +464,7 @@ class AsyncSkinFix(_ClientBase):
 
     async def _drive(self, op: Op[T]) -> T:
         reply: httpx.Response | None = None
-        failure: httpx.TransportError | None = None
+        failure: httpx.RequestError | None = None
         try:
             while True:
                 try:
@@ -478,7 +478,7 @@ class AsyncSkinFix(_ClientBase):
                 request = self._http.build_request(**self._request_options(action))
                 try:
                     reply = await self._http.send(request, auth=self._auth_for(action))
-                except httpx.TransportError as exc:
+                except httpx.RequestError as exc:  # no usable answer
                     failure = exc
         finally:
             op.close()

@@ -294,7 +294,7 @@ def _parse_error_body(response: httpx.Response) -> tuple[str | None, str, list[A
     """Read ``{code, message, errors}``, ``{error: {...}}``, ``{error: "..."}`` or ``{detail}``."""
     try:
         body: Any = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, or absurdly deep nesting
         text = response.content[:200].decode("utf-8", "replace").strip()
         if text.lstrip().startswith("<"):
             text = "the server returned an HTML page instead of JSON"

@@ -482,3 +482,31 @@ def test_create_that_never_connected_posts_again_without_a_lookup() -> None:
     with _client(script, []) as client:
         client.submit("https://img.example/a.jpg", client_ref="ref-1")
     assert [r.method for r in script.requests] == ["POST", "POST"]
+
+
+@pytest.mark.parametrize(
+    ("status", "content", "headers"),
+    [
+        (200, b"[" * 100_000, {}),
+        (500, b"[" * 100_000, {}),
+        (200, b"not gzip at all", {"Content-Encoding": "gzip"}),
+        (200, b"<html>login page</html>", {}),
+    ],
+    ids=["deep-json-200", "deep-json-500", "gzip-lie", "html"],
+)
+def test_hostile_answers_become_documented_errors(
+    status: int, content: bytes, headers: dict[str, str]
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, stream=httpx.ByteStream(content), headers=headers)
+
+    with (
+        sf.SkinFix(
+            FAKE_KEY,
+            base_url="https://api.example",
+            transport=httpx.MockTransport(answer),
+            retry=RetryPolicy(max_attempts=1),
+        ) as client,
+        pytest.raises(errors.RunflowError),
+    ):
+        client.get("run-1")

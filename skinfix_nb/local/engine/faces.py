@@ -45,8 +45,9 @@ _NOSTRILS = ((0.50, 0.65, 0.16, 0.08),)
 _OVAL = (0.50, 0.45, 0.56, 0.74)
 # The same zones laid out from the eyes, in units of the distance between the eye centres
 # (d). Brows sit about d/4 above the eyes and a little outwards; the mouth line is found in
-# the image, 0.8-1.4 d below the eye line (1.1 d when it cannot be); the nose base sits at
-# 0.6 of the way from the eye line to the mouth. Radii leave margin for faces that differ.
+# the image, 0.8-1.4 d below the eye line (1.1 d when it cannot be); the nostrils sit about
+# three quarters of the way from the eye line to the mouth. Radii leave margin for faces
+# that differ.
 _EYE_RADII = (0.32, 0.18)
 _BROW_FROM_EYE = (0.05, -0.25)  # outwards, downwards
 _BROW_RADII = (0.45, 0.14)
@@ -54,8 +55,8 @@ _MOUTH_SEARCH = (0.8, 1.4)
 _MOUTH_DROP = 1.1
 _LIP_RADII = (0.55, 0.24)
 _LIPS_BELOW_LINE = 0.05  # the lower lip is fuller: the lips' centre is a little below the line
-_NOSE_BASE = 0.6
-_NOSTRIL_RADII = (0.40, 0.20)
+_NOSE_BASE = 0.74
+_NOSTRIL_RADII = (0.36, 0.14)
 # Where an eye may be, relative to the face box (centre y range, size range).
 _EYE_Y = (0.2, 0.55)
 _EYE_SIZE = (0.1, 0.35)

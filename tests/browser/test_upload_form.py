@@ -48,6 +48,9 @@ def test_upload_form_retouches_a_file_picked_in_the_browser(lab_page: LabPage) -
     assert "$0.12" in lab_page.page.locator(".widget-html", has_text="Done").inner_text()
 
     assert lab_page.problems() == []
+    assert not [e for e in lab_page.console_errors if "widget" in e.lower()], (
+        lab_page.console_errors
+    )
     shots = lab_page.screenshot_widgets("upload_form.after-retouch")
     assert all(path.stat().st_size > 0 for path in shots)
 
@@ -81,4 +84,7 @@ def test_display_helpers_render_and_gallery_opens_a_comparison(lab_page: LabPage
     lab_page.click_button("Blend")
     lab_page.wait_for_kernel("view.mode.value == 'blend'")
     assert lab_page.problems() == []
+    assert not [e for e in lab_page.console_errors if "widget" in e.lower()], (
+        lab_page.console_errors
+    )
     lab_page.screenshot_widgets("display_helpers")

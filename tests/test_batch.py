@@ -314,3 +314,20 @@ async def test_polling_uses_few_requests(
     listings = [r for r in gets if r.path == "/v1/runs"]
     assert len(gets) <= 12  # 64 runs followed for a handful of requests
     assert len(listings) >= len(gets) - 3  # GET /v1/runs/{id} only for the last few
+
+
+async def test_callback_receiver_replaces_polling(
+    fast_server: LocalServer, client: AsyncSkinFix, ledger: Ledger
+) -> None:
+    from skinfix_nb.callbacks import CallbackReceiver
+
+    fast_server.set_faults(latency=0.2)
+    with CallbackReceiver(secret=None) as receiver:
+        callback_url = receiver.url
+        out = await run_batch(
+            urls(fast_server, 20), client=client, ledger=ledger, callback_url=receiver
+        )
+    assert out["status"] == ["succeeded"] * 20
+    assert out["cost"] == [pytest.approx(0.12)] * 20  # Runflow's price: callbacks carry none
+    assert all(run["callback_url"] == callback_url for run in fast_server.runs())
+    assert not [r for r in fast_server.requests if r.method == "GET"]  # nothing was late

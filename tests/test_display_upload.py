@@ -56,6 +56,14 @@ def test_picked_file_is_uploaded_retouched_and_compared(
     uploads = [r for r in server.requests if r.method == "PUT"]
     assert uploads  # the bytes went through client.upload from the kernel
 
+    # the same file again: the earlier result comes back, nothing is submitted or billed
+    runs_before = len(server.runs())
+    form.retouch_button.click()
+    assert not form.pending
+    assert form.run == run
+    assert "not billed twice" in form.status.value
+    assert len(server.runs()) == runs_before
+
 
 def test_url_input_is_used_when_typed_last(client: SkinFix, server: LocalServer) -> None:
     form = upload_form(client, poll_interval=0.05)

@@ -8,6 +8,7 @@ the run, polls it with a status line and a progress bar, and finally shows the c
 
 from __future__ import annotations
 
+import hashlib
 import html
 import threading
 import time
@@ -71,6 +72,13 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     run: Run | None = None
 
+    @property
+    def key(self) -> str:
+        """Same file or URL, same key: a second press shows the earlier result."""
+        if self.file is not None:
+            return "sha256:" + hashlib.sha256(self.file.content).hexdigest()
+        return f"url:{self.url}"
+
 
 class UploadForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
     """The widget :func:`upload_form` returns.
@@ -104,6 +112,7 @@ class UploadForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
         self.comparison: Comparison | None = None
         self.error: Exception | None = None
         self._job: _Job | None = None
+        self._done: dict[str, tuple[Run, Comparison]] = {}
         self._worker: threading.Thread | None = None
         self._source = "file"
 
@@ -149,6 +158,10 @@ class UploadForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
             return
         job = self._new_job()
         if job is None:
+            return
+        earlier = self._done.get(job.key)
+        if earlier is not None:
+            self._show_again(earlier)
             return
         self._job = job
         self.run = self.comparison = self.error = None
@@ -274,7 +287,18 @@ class UploadForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
             return
         self.comparison = Comparison(make_pair(run, client=client))
         self.result.value = self.comparison._repr_html_()
+        if self._job is not None:
+            self._done[self._job.key] = (run, self.comparison)
         self._step(_STEPS, f"Done · {facts or 'cost not reported'}")
+
+    def _show_again(self, earlier: tuple[Run, Comparison]) -> None:
+        self.run, self.comparison = earlier
+        self.error = None
+        self.result.value = self.comparison._repr_html_()
+        self._say(
+            f"Already retouched as run <code>{html.escape(self.run.id or '')}</code>: shown "
+            "again, not billed twice. Pick another image to retouch."
+        )
 
     def _cancel_at_server(self, job: _Job, client: Any) -> None:
         assert job.run is not None

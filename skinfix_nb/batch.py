@@ -211,6 +211,7 @@ class _Job:
     next_check: float = 0.0
     misses: int = 0
     reserved: Decimal = Decimal(0)
+    maybe_created: bool = False  # a POST failed without an answer: a run may exist
 
     @property
     def finished(self) -> bool:
@@ -619,7 +620,6 @@ class Batch:
         )
         self.budget = _Budget(max_cost, PRICE_PER_IMAGE_USD)
         self.stop_reason: str | None = None
-        self.interrupted = False
         self._durations = _Durations()
         self._changed = asyncio.Event()  # a run became pending, or the work list changed
         self._slot_freed = asyncio.Event()  # a slot or some budget came free
@@ -670,7 +670,6 @@ class Batch:
         try:
             await self._run()
         except asyncio.CancelledError:
-            self.interrupted = True
             self.stop_reason = self.stop_reason or "interrupted"
             raise
         finally:
@@ -705,9 +704,11 @@ class Batch:
                 if not await self._wait_for_slot(deadline):
                     break
                 reserved = self.budget.try_reserve()
+                # Over the cap with runs in flight: one that fails unbilled frees money.
                 while reserved is None and self._in_flight > 0 and self.stop_reason is None:
                     await self._wait_for_change(self._slot_freed, deadline)
                     if deadline is not None and loop.time() >= deadline:
+                        self.stop_reason = "timeout"
                         break
                     reserved = self.budget.try_reserve()
                 if reserved is None:
@@ -727,8 +728,8 @@ class Batch:
                 await poller
         except asyncio.CancelledError:
             self.stop_reason = self.stop_reason or "interrupted"
-            # Let POSTs already sent come back so their run ids are recorded.
-            await asyncio.wait(list(posts), timeout=_INTERRUPT_GRACE_S) if posts else None
+            if posts:  # let POSTs already sent come back so their run ids are recorded
+                await asyncio.wait(list(posts), timeout=_INTERRUPT_GRACE_S)
             raise
         finally:
             for helper in (poller, listener):
@@ -806,8 +807,10 @@ class Batch:
                 self.stop_reason = "credit"
                 job.status, job.error = NOT_SUBMITTED, exc.message or "insufficient credit"
             except (APIConnectionError, ServerError, RateLimitError) as exc:
-                # Unknown whether a run was created: the intent stays for the next call.
+                # Unknown whether a run was created: the intent stays for the next call,
+                # and the money stays reserved.
                 job.status, job.error = SUBMIT_ERROR, f"{exc} (the next call checks again)"
+                job.maybe_created = True
             except APIError as exc:
                 self.ledger.drop_intent(job.client_ref, owner=self._owner)
                 job.status, job.error = SUBMIT_ERROR, exc.message or str(exc)
@@ -825,15 +828,15 @@ class Batch:
             )
             job.run_id, job.run, job.created_at = run.id, run, run.created_at
             job.status = run.status if run.is_terminal else None
-        if job.run_id is not None and not job.finished and self.wait:
-            job.submitted_at = loop.time()
-            job.next_check = job.submitted_at + self._first_check_after()
-            self._pending[job.run_id] = job
-            self._changed.set()
-            return
-        if job.run_id is not None and not job.finished:  # wait=False: the slot was the POST
-            self._in_flight -= 1
-            self._slot_freed.set()
+        if job.run_id is not None and not job.finished:
+            if self.wait:
+                job.submitted_at = loop.time()
+                job.next_check = job.submitted_at + self._first_check_after()
+                self._pending[job.run_id] = job
+                self._changed.set()
+            elif job.reserved:  # wait=False: the slot was only the POST
+                self._in_flight -= 1
+                self._slot_freed.set()
             return
         self._settle(job)
 
@@ -866,15 +869,11 @@ class Batch:
         if actual is None and job.run is not None and job.run.succeeded:
             actual = self.budget.price
         if job.reserved:
-            if job.status == SUBMIT_ERROR and job.run_id is None:
-                pass  # perhaps created: keep the reservation, never under-count
-            else:
+            if not job.maybe_created:  # else keep the reservation: never under-count
                 self.budget.settle(job.reserved, actual or Decimal(0))
             self._in_flight -= 1
             job.reserved = Decimal(0)
             self._slot_freed.set()
-        elif actual is not None and not job.reused:
-            self.budget.spent += actual
         if job.status in {"failed", "canceled", SUBMIT_ERROR}:
             self._failed_rows += len(job.rows)
         self._progress.update(len(job.rows))

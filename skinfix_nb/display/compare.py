@@ -38,6 +38,8 @@ MAX_OUTPUT_BYTES = 60_000
 """Default ceiling for one comparison's saved output (HTML plus plain-text fallback)."""
 
 _QUALITIES = (80, 70, 60, 50, 40)
+# what a saved notebook adds around an output: JSON escaping of the markup, keys, metadata
+_NOTEBOOK_OVERHEAD = 1024
 _MIN_SIDE = 96
 
 
@@ -167,7 +169,7 @@ class Comparison:
         """Re-encode the thumbnails smaller until HTML plus plain text fit in ``max_bytes``."""
         shown = [thumb for thumb in (self.before, self.after) if thumb is not None]
         frame = len(self._render([None] * len(shown)).encode()) + len(repr(self).encode())
-        room = max_bytes - frame
+        room = max_bytes - frame - _NOTEBOOK_OVERHEAD
         if shown and room <= 0:
             raise ValueError(f"max_bytes={max_bytes} leaves no room for the images")
         # base64 grows bytes by 4/3; each image gets an equal share of what is left

@@ -6,6 +6,7 @@ import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
@@ -52,6 +53,46 @@ def test_retouch_heals_painted_spots_on_a_portrait() -> None:
         left = _spot_contrast(result, x, y, radius) - _spot_contrast(clean, x, y, radius)
         assert painted > 20, "the painted spot should be clearly visible"
         assert left < 0.3 * painted, f"spot at {(x, y)}: {left:.1f} of {painted:.1f} levels left"
+
+
+def test_spots_beside_the_nose_and_under_the_eye_are_healed() -> None:
+    # close to the features, but on skin: the feature cut-outs follow the detected eyes and
+    # mouth, so they no longer swallow these
+    spots = ((150, 182), (100, 200), (128, 205))  # luispedro.jpg, placed by hand
+    clean = np.asarray(samples.load("luispedro"), np.float32)
+    blemished = clean.copy()
+    for x, y in spots:
+        _paint_dark_spot(blemished, x, y, 4.0)
+    blemished_u8 = blemished.astype(np.uint8)
+
+    result = np.asarray(retouch(Image.fromarray(blemished_u8)))
+
+    for x, y in spots:
+        painted = _spot_contrast(blemished_u8, x, y, 4.0) - _spot_contrast(clean, x, y, 4.0)
+        left = _spot_contrast(result, x, y, 4.0) - _spot_contrast(clean, x, y, 4.0)
+        assert painted > 20, "the painted spot should be clearly visible"
+        assert left < 0.3 * painted, f"spot at {(x, y)}: {left:.1f} of {painted:.1f} levels left"
+
+
+def test_a_wrinkle_like_line_is_not_healed_as_a_spot() -> None:
+    clean = np.asarray(samples.load("luispedro").convert("RGB"))
+    line = np.zeros(clean.shape[:2], np.float32)
+    cv2.line(line, (55, 200), (85, 228), 1.0, 2, cv2.LINE_AA)  # a dark crease on the cheek
+    line = cv2.GaussianBlur(line, (0, 0), 0.7)[..., None]
+    creased = np.clip(clean * (1.0 - 0.5 * line), 0, 255).astype(np.uint8)
+
+    out_clean, info_clean = retouch_with_info(Image.fromarray(clean))
+    out_creased, info_creased = retouch_with_info(Image.fromarray(creased))
+
+    assert info_creased.blemishes == info_clean.blemishes
+    on_line = line[..., 0] > 0.5
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    painted = ((clean - creased.astype(np.float32)) @ weights)[on_line].mean()
+    kept = ((np.asarray(out_clean, np.float32) - np.asarray(out_creased, np.float32)) @ weights)[
+        on_line
+    ].mean()
+    assert painted > 30
+    assert kept > 0.85 * painted, f"the crease kept {kept:.1f} of {painted:.1f} levels"
 
 
 def test_background_outside_the_face_is_untouched() -> None:

@@ -1,10 +1,13 @@
 """Find small round dark or red spots on skin and heal them with ``cv2.inpaint``.
 
 Spots are scored by the scale-normalised smallest Hessian eigenvalue of log-luma (dark
-spots) and of log-redness (red spots): a round bump is curved in every direction, so the
-smallest curvature is large, while a wrinkle or an edge is flat along its length and scores
-near zero. This runs at a working scale where the face is at most ``WORK_FACE_WIDTH`` pixels
-wide, so its cost stays flat as the megapixels grow.
+spots), of log-redness (red spots) and of their difference (spots both darker and redder):
+a round bump is curved in every direction, so the smallest curvature is large, while a
+wrinkle or an edge is flat along its length and scores near zero. Candidates must then be
+round and stand out from the skin around them (see :func:`heal_blemishes`); old, wrinkled
+skin is full of strong but line-like or cluttered candidates that must not be healed.
+This runs at a working scale where the face is at most ``WORK_FACE_WIDTH`` pixels wide, so
+its cost stays flat as the megapixels grow.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def heal_blemishes(
         radius = max(size, float(np.sqrt(area / np.pi)))
         if radius > max_radius or not _ringed_by_skin(skin, cx, cy, radius):
             continue
-        # the scale that fits best can be inflated by shading around the spot
+        # the best-fitting scale can be inflated by shading around the spot: try smaller rings
         conspicuity = max(_conspicuity(lab, cx, cy, f * size) for f in (0.6, 0.8, 1.0))
         if conspicuity >= _MIN_CONSPICUITY:
             spots.append(_Spot(cx, cy, radius, area, conspicuity))

@@ -23,19 +23,28 @@ from tests.conftest import FAKE_KEY
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 # One notebook cell, as a script: submit a column and print the statuses and run ids.
+# With "loop" the cell runs the way Jupyter runs it: blocking code inside a running event
+# loop, and Ctrl-C raising KeyboardInterrupt in the main thread.
 CELL = """
-import json, sys
+import asyncio, json, sys
 import pandas as pd
 import skinfix_nb
 from skinfix_nb.client import SkinFix
 
-url, key, ledger, count, concurrency = sys.argv[1:6]
+url, key, ledger, count, concurrency, mode = sys.argv[1:7]
 frame = pd.DataFrame({"image_url": [f"{url}/img/{i}.jpg" for i in range(int(count))]})
 with SkinFix(key, base_url=url) as client:
+    def cell():
+        return frame.skinfix.submit(
+            "image_url", client=client, concurrency=int(concurrency), progress=False, ledger=ledger
+        )
+    async def in_running_loop():
+        return cell()
     print("started", flush=True)
-    out = frame.skinfix.submit(
-        "image_url", client=client, concurrency=int(concurrency), progress=False, ledger=ledger
-    )
+    if mode == "script":
+        out = cell()
+    else:
+        out = asyncio.new_event_loop().run_until_complete(in_running_loop())
 print(json.dumps({"status": out["status"].tolist(), "run_id": out["run_id"].tolist()}), flush=True)
 """
 
@@ -49,18 +58,12 @@ def slow_server() -> Iterator[LocalServer]:
         yield srv
 
 
-def start_cell(server: LocalServer, ledger: Path, *, concurrency: int = 8) -> subprocess.Popen[str]:
+def start_cell(
+    server: LocalServer, ledger: Path, *, concurrency: int = 8, mode: str = "script"
+) -> subprocess.Popen[str]:
+    args = [server.url, FAKE_KEY, str(ledger), str(ROWS), str(concurrency), mode]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            CELL,
-            server.url,
-            FAKE_KEY,
-            str(ledger),
-            str(ROWS),
-            str(concurrency),
-        ],
+        [sys.executable, "-c", CELL, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -120,11 +123,12 @@ def test_sigkill_halfway_then_rerun_finishes_without_duplicates(
     assert len(posts) == ROWS  # the re-run sent only what was never sent
 
 
+@pytest.mark.parametrize("mode", ["script", "loop"])
 def test_ctrl_c_returns_the_partial_frame_and_keeps_every_run_id(
-    slow_server: LocalServer, tmp_path: Path
+    slow_server: LocalServer, tmp_path: Path, mode: str
 ) -> None:
     ledger = tmp_path / "ledger.sqlite3"
-    process = start_cell(slow_server, ledger, concurrency=4)
+    process = start_cell(slow_server, ledger, concurrency=4, mode=mode)
     wait_for_runs(slow_server, 20)
     process.send_signal(signal.SIGINT)
     result = result_of(process)

@@ -60,3 +60,22 @@ def test_the_input_image_is_read_from_the_run_when_the_frame_lacks_it(
     assert checked["qa_flag"].iloc[:2].tolist() == ["", ""]
     with pytest.raises(ValueError, match="client="):
         qa_frame(bare, progress=False)
+
+
+def test_an_expired_output_url_is_refreshed_through_the_run(
+    submitted: pd.DataFrame, client: sf.SkinFix, server: LocalServer
+) -> None:
+    stale = submitted.copy()
+    stale["output_url"] = [
+        url.split("?", 1)[0] + "?sig=STALE0SIGNATURE" if isinstance(url, str) else url
+        for url in stale["output_url"]
+    ]
+    without_client = qa_frame(stale, progress=False, labels=False)
+    assert without_client["qa_flag"].iloc[:2].tolist() == ["fetch_failed", "fetch_failed"]
+    assert "403" in without_client["qa_error"].iloc[0]
+    assert "STALE0SIGNATURE" not in without_client["qa_error"].iloc[0]  # no query string shown
+    server.clear_requests()
+    refreshed = qa_frame(stale, client=client, progress=False, labels=False)
+    assert refreshed["qa_flag"].iloc[:2].tolist() == ["", ""]
+    run_reads = [r for r in server.requests if r.method == "GET" and r.path.startswith("/v1/runs/")]
+    assert len(run_reads) >= 2  # one fresh URL per stale output

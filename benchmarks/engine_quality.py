@@ -1,6 +1,8 @@
 """Quality of the local retouch engine, with no human in the loop.
 
 Run: ``python benchmarks/engine_quality.py`` (needs scikit-image for CIEDE2000 and Lab).
+``--seeds 10 11 12`` paints the spots elsewhere, to check that a change holds beyond the
+default placements; ``--draw DIR`` writes overlays and before/after crops to look at.
 
 Method
 ------

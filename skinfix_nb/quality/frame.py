@@ -173,15 +173,13 @@ def _measure_row(
     nsfw = job.nsfw
     before = job.before
     try:
-        run = None
         if client is not None and job.run_id is not None and (nsfw is None or before is None):
             run = client.get(job.run_id)
             nsfw = run.nsfw_detected if nsfw is None else nsfw
             before = run.image_url if before is None else before
-        refresh = _refresher(client, job.run_id)
         metrics = pair_metrics(
-            _readable(fetcher, before, "input", None),
-            _readable(fetcher, job.after, "output", refresh),
+            _readable(fetcher, before, "input", _refresher(client, job.run_id, "image_url")),
+            _readable(fetcher, job.after, "output", _refresher(client, job.run_id, "output_url")),
             max_pixels=max_pixels,
         )
     except (RunflowError, OSError, ValueError) as exc:
@@ -205,15 +203,16 @@ def _readable(
     return fetcher.read(source, refresh=refresh)
 
 
-def _refresher(client: Any, run_id: str | None) -> Callable[[], str | None] | None:
+def _refresher(client: Any, run_id: str | None, field: str) -> Callable[[], str | None] | None:
+    """Reads the run again for a fresh presigned URL after a 403 (``field`` of the run)."""
     if client is None or run_id is None:
         return None
 
-    def fresh_output_url() -> str | None:
-        url = client.get(run_id).output_url
+    def fresh_url() -> str | None:
+        url = getattr(client.get(run_id), field, None)
         return url if isinstance(url, str) else None
 
-    return fresh_output_url
+    return fresh_url
 
 
 def _fetcher(client: Any) -> Any:

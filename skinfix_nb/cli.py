@@ -306,14 +306,14 @@ def _serve(args: argparse.Namespace) -> int:
         credit=args.credit,
     )
     key_hint = server.api_key if args.api_key is None else "the one given with --api-key"
-    print(f"skinfix local server on {server.url}", flush=True)
-    print(f"api key: {key_hint}", flush=True)
-    print(
-        f"try: RUNFLOW_API_KEY=<key> skinfix run INPUT.csv --base-url {server.url}\n"
-        "Ctrl-C stops it.",
-        flush=True,
-    )
-    try:
+    try:  # from here on, Ctrl-C at any moment stops the server cleanly
+        print(f"skinfix local server on {server.url}", flush=True)
+        print(f"api key: {key_hint}", flush=True)
+        print(
+            f"try: RUNFLOW_API_KEY=<key> skinfix run INPUT.csv --base-url {server.url}\n"
+            "Ctrl-C stops it.",
+            flush=True,
+        )
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -282,6 +282,8 @@ def test_serve_runs_until_ctrl_c() -> None:
         assert first.startswith("skinfix local server on http://127.0.0.1:"), first
         url = first.rsplit(" ", 1)[-1].strip()
         key = proc.stdout.readline().removeprefix("api key: ").strip()
+        while proc.stdout.readline().strip() != "Ctrl-C stops it.":
+            pass
         with connect(base_url=url, api_key=key) as client:
             assert client.health()
         proc.send_signal(signal.SIGINT)

@@ -23,11 +23,10 @@ from tests.reliability.fuzzing import fuzz_async_client, fuzz_sync_client
 from tests.reliability.hostile import HostileServer, Junk, junk_bodies
 from tests.reliability.scenarios import CREATE_PATH
 
-# Junk families with a known defect, each proven by a strict xfail below; the sweep
-# runs everything else. Remove a family from here once its xfail flips.
+# Junk families that once escaped as RecursionError / httpx.DecodingError: kept as their
+# own regression tests below, on every operation.
 DEEP_JSON = ("malformed:deep-array", "malformed:deep-object")
 GZIP_LIE = ("gzip-lie",)
-KNOWN_DEFECTS = DEEP_JSON + GZIP_LIE
 
 # wait=False: runs are followed up elsewhere; a row is queued/running/done once sent,
 # ``invalid`` when refused before sending, ``error`` when the API refused it.
@@ -59,7 +58,7 @@ def test_the_junk_covers_at_least_500_bodies() -> None:
 
 
 def test_sync_client_raises_only_documented_errors_on_junk(hostile: HostileServer) -> None:
-    junk = [item for item in junk_bodies() if _family(item) not in KNOWN_DEFECTS]
+    junk = junk_bodies()
     outcome = fuzz_sync_client(hostile, junk)
     assert outcome.calls >= 500
     assert outcome.documented > 0  # the junk was really refused, not all accepted
@@ -67,31 +66,18 @@ def test_sync_client_raises_only_documented_errors_on_junk(hostile: HostileServe
 
 
 def test_async_client_raises_only_documented_errors_on_junk(hostile: HostileServer) -> None:
-    junk = [item for item in junk_bodies() if _family(item) not in KNOWN_DEFECTS]
+    junk = junk_bodies()
     outcome = fuzz_async_client(hostile, junk)
     assert outcome.calls >= 500
     assert outcome.escapes == 0, outcome.examples
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="skinfix_nb/_core.py _json() and errors.py _parse_error_body() catch ValueError "
-    "only: a deeply nested JSON body (100,000 '[') raises RecursionError out of every "
-    "client call; catch RecursionError too and raise APIError",
-)
 def test_deeply_nested_json_gives_a_documented_error(hostile: HostileServer) -> None:
     junk = [item for item in junk_bodies() if _family(item) in DEEP_JSON]
     outcome = fuzz_sync_client(hostile, junk, every_operation=True)
     assert outcome.escapes == 0, outcome.examples
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="skinfix_nb/client.py SkinFix._drive / AsyncSkinFix._drive catch "
-    "httpx.TransportError only: a body that lies 'Content-Encoding: gzip' raises "
-    "httpx.DecodingError out of every client call; map httpx.DecodingError to APIError "
-    "(or catch httpx.RequestError)",
-)
 def test_undecodable_content_encoding_gives_a_documented_error(hostile: HostileServer) -> None:
     junk = [item for item in junk_bodies() if _family(item) in GZIP_LIE]
     outcome = fuzz_sync_client(hostile, junk, every_operation=True)

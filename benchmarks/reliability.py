@@ -12,11 +12,12 @@ scenario code the fast tests in ``tests/reliability/`` run at smaller sizes:
 - two processes submitting overlapping frames at once on one ledger;
 - 402 from the 50th POST;
 - >= 1,000 fuzzed DataFrame cells (in the test suite) and >= 500 junk server bodies, here
-  sent through every client operation, blocking and async;
+  sent through every client operation, blocking and async, and through ``df.skinfix.submit``;
 - the fake key through the entry points, CLI, an executed notebook, ledger and DEBUG logs
   (the test suite's three secret tests, run here by pytest);
 - forged, truncated, re-ordered and replayed callbacks;
-- hostile images through compare, QA metrics and the engine;
+- hostile images through compare, QA metrics and the engine, and as run inputs of the
+  server's real engine over HTTP;
 - 64 concurrent clients for 60 s with faults on, with the server's RSS before and after.
 
 A row passes when its measured figure meets its goal; the script exits 1 if any fails.
@@ -44,7 +45,11 @@ sys.path.insert(0, str(REPO))
 from skinfix_nb.local import serve  # noqa: E402
 from tests.conftest import FAKE_KEY  # noqa: E402
 from tests.reliability import attacks, scenarios  # noqa: E402
-from tests.reliability.fuzzing import fuzz_async_client, fuzz_sync_client  # noqa: E402
+from tests.reliability.fuzzing import (  # noqa: E402
+    fuzz_async_client,
+    fuzz_batch,
+    fuzz_sync_client,
+)
 from tests.reliability.hostile import HostileServer, junk_bodies  # noqa: E402
 from tests.reliability.soak import soak  # noqa: E402
 
@@ -192,11 +197,19 @@ def fuzz_rows(details: dict[str, Any]) -> list[Row]:
     with HostileServer() as hostile:
         blocking = fuzz_sync_client(hostile, junk, every_operation=True)
         awaited = fuzz_async_client(hostile, junk, every_operation=True)
+        batch = fuzz_batch(hostile, junk)
     escaped = {
         "blocking": {" ".join(k): v for k, v in blocking.escaped.items()},
         "async": {" ".join(k): v for k, v in awaited.escaped.items()},
         "examples": sorted({*blocking.examples.values(), *awaited.examples.values()}),
     }
+    details["fuzzed_server_bodies_batch"] = {
+        "calls": batch.calls,
+        "documented_errors": batch.documented,
+        "escaped": {" ".join(k): v for k, v in batch.escaped.items()},
+        "examples": sorted(batch.examples.values()),
+    }
+    batch_kinds = sorted({name for _, name in batch.escaped})
     details["fuzzed_server_bodies"] = {
         "bodies": len(junk),
         "calls": blocking.calls + awaited.calls,
@@ -213,7 +226,13 @@ def fuzz_rows(details: dict[str, Any]) -> list[Row]:
             f"{blocking.escapes + awaited.escapes}" + (f" ({', '.join(kinds)})" if kinds else ""),
             "0",
             blocking.escapes + awaited.escapes == 0,
-        )
+        ),
+        (
+            f"{len(junk)} junk server bodies through df.skinfix.submit: undocumented exceptions",
+            f"{batch.escapes}" + (f" ({', '.join(batch_kinds)})" if batch_kinds else ""),
+            "0",
+            batch.escapes == 0,
+        ),
     ]
 
 
@@ -226,6 +245,10 @@ def pytest_rows(details: dict[str, Any]) -> list[Row]:
         ),
         "Signalling-NaN Decimal cell: exceptions escaping": (
             "tests/reliability/test_reliability_fuzz.py::test_a_signalling_nan_cell_is_an_invalid_row"
+        ),
+        "A run with duration_ms=1e308 in a batch: exceptions escaping": (
+            "tests/reliability/test_reliability_fuzz.py::"
+            "test_a_huge_duration_in_a_run_does_not_break_the_batch"
         ),
         "Fake key in entry points, reprs, errors, DEBUG logs, ledger: occurrences": (
             "tests/reliability/test_reliability_secrets.py::test_no_entry_point_shows_the_key"
@@ -301,6 +324,21 @@ def image_rows(details: dict[str, Any]) -> list[Row]:
     ]
 
 
+def image_http_rows(details: dict[str, Any]) -> list[Row]:
+    with serve(api_key=FAKE_KEY) as server:
+        result = attacks.measure_images_over_http(server, attacks.image_cases())
+    details["images_over_http"] = result
+    return [
+        (
+            f"{result['cases']} hostile images as run inputs, real engine over HTTP: "
+            "runs without a clear failure message (server healthy after)",
+            f"{result['unclear']} ({'yes' if result['healthy'] else 'NO'})",
+            "0 (yes)",
+            result["unclear"] == 0 and result["healthy"],
+        )
+    ]
+
+
 def soak_rows(seconds: float, details: dict[str, Any]) -> list[Row]:
     with serve(engine=None, api_key=FAKE_KEY, seed=64) as server:
         result = soak(server, clients=64, seconds=seconds)
@@ -357,6 +395,7 @@ def main() -> int:
         rows += _timed("pytest rows", lambda: pytest_rows(details))
         rows += _timed("callbacks", lambda: callback_rows(details))
         rows += _timed("images", lambda: image_rows(details))
+        rows += _timed("images over HTTP", lambda: image_http_rows(details))
         rows += _timed("soak", lambda: soak_rows(args.soak_seconds, details))
     print_table(rows)
     RESULTS.mkdir(exist_ok=True)

@@ -27,7 +27,8 @@ from PIL import Image
 
 import skinfix_nb as sf
 from skinfix_nb.callbacks import CallbackEvent, CallbackReceiver, parse_callback
-from skinfix_nb.errors import InvalidCallback, InvalidImageError, InvalidSignature
+from skinfix_nb.errors import InvalidCallback, InvalidImageError, InvalidSignature, RunflowError
+from skinfix_nb.local import LocalServer
 
 __all__ = [
     "Delivery",
@@ -35,6 +36,7 @@ __all__ = [
     "image_cases",
     "measure_callbacks",
     "measure_images",
+    "measure_images_over_http",
 ]
 
 SECRET = "whsec_reliability_0123456789"
@@ -282,3 +284,27 @@ def measure_images(cases: dict[str, bytes]) -> dict[str, Any]:
         "unclear_errors": unclear,
         "outcomes": outcomes,
     }
+
+
+def measure_images_over_http(server: LocalServer, cases: dict[str, bytes]) -> dict[str, Any]:
+    """Each case hosted on ``server`` and run through its engine: a failed run that says why.
+
+    ``server`` must run the real engine. Valid images must succeed; the rest must end
+    ``failed`` with a failure message, and the server must still answer afterwards.
+    """
+    outcomes: dict[str, str] = {}
+    unclear = 0
+    with sf.connect(api_key=server.api_key, base_url=server.url) as client:
+        for name, data in cases.items():
+            url = server.serve_file(data, name=f"case-{len(outcomes)}.bin")
+            try:
+                run = client.wait(client.submit(url), timeout=120)
+            except RunflowError as exc:
+                outcomes[name] = f"{type(exc).__name__}: {str(exc)[:90]}"
+                continue
+            message = run.failure_message or ""
+            if run.status != "succeeded" and len(message) < 20:
+                unclear += 1
+            outcomes[name] = f"{run.status}: {message[:90]}" if message else run.status
+        healthy = bool(client.health())
+    return {"cases": len(cases), "unclear": unclear, "healthy": healthy, "outcomes": outcomes}

@@ -8,10 +8,13 @@ subclass; anything else that escapes (``RecursionError``, an ``httpx`` exception
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import pandas as pd
 
 from skinfix_nb._core import PollPolicy, RetryPolicy
 from skinfix_nb.client import AsyncSkinFix, SkinFix
@@ -19,7 +22,7 @@ from skinfix_nb.errors import RunflowError
 from tests.conftest import FAKE_KEY
 from tests.reliability.hostile import HostileServer, Junk
 
-__all__ = ["FuzzOutcome", "OPERATIONS", "fuzz_async_client", "fuzz_sync_client"]
+__all__ = ["FuzzOutcome", "OPERATIONS", "fuzz_async_client", "fuzz_batch", "fuzz_sync_client"]
 
 OPERATIONS = ("submit", "get", "list_runs", "find", "health", "wait", "upload", "cancel")
 _PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -125,4 +128,30 @@ def fuzz_async_client(
                     outcome.note(name, item, None)
 
     asyncio.run(go())
+    return outcome
+
+
+def fuzz_batch(hostile: HostileServer, junk: Sequence[Junk]) -> FuzzOutcome:
+    """``df.skinfix.submit`` of two rows while every answer is junk (1 s timeout each)."""
+    outcome = FuzzOutcome()
+    frame = pd.DataFrame(
+        {"image_url": ["https://img.example.test/h/1.jpg", "https://img.example.test/h/2.jpg"]}
+    )
+    with SkinFix(FAKE_KEY, base_url=hostile.url, timeout=2.0, retry=_FAST_RETRY) as client:
+        for item in junk:
+            hostile.feed(item)
+            try:
+                out = frame.skinfix.submit(
+                    "image_url", client=client, ledger=":memory:", progress=False, timeout=1.0
+                )
+            except BaseException as exc:  # the point: see everything that escapes
+                outcome.note("df.skinfix.submit", item, exc)
+                continue
+            outcome.note("df.skinfix.submit", item, None)
+            if (
+                out is None
+                or len(out) != len(frame)
+                or any(isinstance(v, float) and math.isnan(v) for v in out["status"])
+            ):
+                outcome.note("df.skinfix.submit", item, AssertionError(f"bad frame {out!r}"))
     return outcome

@@ -64,9 +64,17 @@ def submit(server: LocalServer, frame: pd.DataFrame, ledger: Path, **options: An
 
 
 def duplicate_runs(runs: Iterable[dict[str, Any]]) -> int:
-    """Runs beyond the first for the same ``client_ref``: each one was paid twice."""
+    """Runs beyond the first for the same ``client_ref`` or the same image URL.
+
+    Each URL of these scenarios is meant to be run once, so a second run of it was paid
+    twice, whatever ``client_ref`` it carried.
+    """
+    runs = list(runs)
     per_ref = Counter(run.get("client_ref") for run in runs)
-    return sum(count - 1 for count in per_ref.values())
+    per_url = Counter(run["input"]["image_url"] for run in runs)
+    return max(
+        sum(count - 1 for count in per_ref.values()), sum(count - 1 for count in per_url.values())
+    )
 
 
 def lost_run_ids(runs: Iterable[dict[str, Any]], frame: pd.DataFrame, ledger: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from skinfix_nb.local import LocalServer
 from tests.reliability import attacks
 
 
@@ -36,3 +37,14 @@ def test_hostile_images_give_clear_errors_through_compare_qa_and_engine() -> Non
         for name in bombs
         for outcome in outcomes[name].values()
     )
+
+
+def test_hostile_images_through_the_servers_engine_fail_their_run_clearly(
+    server: LocalServer,
+) -> None:
+    result = attacks.measure_images_over_http(server, attacks.image_cases())
+    assert result["healthy"]
+    assert result["unclear"] == 0
+    for name, outcome in result["outcomes"].items():
+        expected = "succeeded" if name.startswith(("1x1", "20000x")) else "failed: "
+        assert outcome.startswith(expected), (name, outcome)

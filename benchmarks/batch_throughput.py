@@ -9,8 +9,8 @@ after the other, in this process:
 - ``df.skinfix.submit`` (ledger in memory, no progress bar);
 - a plain hand-written ``asyncio`` + ``httpx`` loop: a semaphore of ``concurrency``,
   each task POSTs, then GETs its run every ``latency / 4`` seconds until it is terminal;
-- the same loop polling every 10 ms, as a floor: what this machine and server allow at
-  best (its cost in requests is no concern here);
+- the same loop polling every 10 ms, a second hand-written baseline (it notices sooner
+  and pays for it in requests);
 - a sequential loop like a first notebook cell: POST one image, GET it every 2 s until
   terminal, next image. It is timed on ``--sequential-rows`` images and scaled linearly
   to ``rows`` (it is strictly sequential, so the time per image does not change).
@@ -42,9 +42,9 @@ from skinfix_nb.client import AsyncSkinFix, SkinFix
 
 TERMINAL = {"succeeded", "failed", "canceled", "cancelled", "partial_succeeded"}
 CREATE = "/v1/models/runflow/skin-fix/runs"
-# The hand-written loop polling every 10 ms: close to the best wall time this machine and
-# server allow for the job (the server's own POST and scheduling time included).
-FLOOR_POLL_S = 0.01
+# The hand-written loop again, polling every 10 ms: noticing sooner costs it many more
+# requests, which load the server and the client's CPU.
+FAST_POLL_S = 0.01
 
 
 def run_skinfix(
@@ -148,8 +148,8 @@ def main() -> None:
             sf_wall, sf_cpu, sf_done = run_skinfix(
                 server.url, image_urls(server.url, rows, tag=f"{tag}s"), concurrency, awaited=False
             )
-            floor_wall, _ = run_hand_written(
-                server.url, image_urls(server.url, rows, tag=f"{tag}f"), concurrency, FLOOR_POLL_S
+            fast_wall, _ = run_hand_written(
+                server.url, image_urls(server.url, rows, tag=f"{tag}f"), concurrency, FAST_POLL_S
             )
             rounds.append(
                 {
@@ -159,7 +159,7 @@ def main() -> None:
                     "submit_wall_s": sf_wall,
                     "submit_cpu_s": sf_cpu,
                     "speed_vs_hand_written": hw_wall / as_wall,
-                    "floor_wall_s": floor_wall,
+                    "hand_written_10ms_wall_s": fast_wall,
                     "all_succeeded": float(as_done == hw_done == sf_done == rows),
                 }
             )
@@ -174,7 +174,7 @@ def main() -> None:
     as_wall, as_cpu = median("asubmit_wall_s"), median("asubmit_cpu_s")
     sf_wall, sf_cpu = median("submit_wall_s"), median("submit_cpu_s")
     hw_wall = median("hand_written_wall_s")
-    floor_wall = median("floor_wall_s")
+    fast_wall = median("hand_written_10ms_wall_s")
     cpu_ms = as_cpu / rows * 1000
     results: dict[str, Any] = {
         "rows": rows,
@@ -188,9 +188,8 @@ def main() -> None:
         "submit_blocking_client_cpu_ms_per_image": sf_cpu / rows * 1000,
         "hand_written_wall_s": hw_wall,
         "hand_written_poll_s": latency / 4,
-        "floor_wall_s": floor_wall,
-        "floor_over_ideal": floor_wall / ideal,
-        "wall_over_floor": as_wall / floor_wall,
+        "hand_written_10ms_wall_s": fast_wall,
+        "speed_vs_hand_written_10ms": fast_wall / as_wall,
         "sequential_s_per_image": per_image,
         "sequential_rows_timed": args.sequential_rows,
         "sequential_wall_s_scaled": sequential_wall,
@@ -217,10 +216,10 @@ def main() -> None:
                 ("await df.skinfix.asubmit wall", f"{as_wall:.2f} s", ""),
                 ("df.skinfix.submit(SkinFix) wall", f"{sf_wall:.2f} s", ""),
                 ("hand-written asyncio+httpx", f"{hw_wall:.2f} s", f"poll {latency / 4:.3f} s"),
-                ("floor: same loop, 10 ms polls", f"{floor_wall:.2f} s", "this machine"),
+                ("hand-written, 10 ms polls", f"{fast_wall:.2f} s", ""),
                 ("sequential (2 s polls), scaled", f"{sequential_wall:.0f} s", ""),
                 ("asubmit wall / ideal", f"{results['wall_over_ideal']:.3f}", "<= 1.10"),
-                ("floor wall / ideal", f"{results['floor_over_ideal']:.3f}", "reference"),
+                ("hand-written 10 ms polls / ideal", f"{fast_wall / ideal:.3f}", ""),
                 (
                     "asubmit speed vs hand-written",
                     f"{results['speed_vs_hand_written']:.3f}",

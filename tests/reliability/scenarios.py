@@ -77,6 +77,26 @@ def duplicate_runs(runs: Iterable[dict[str, Any]]) -> int:
     )
 
 
+def posts_beyond_first(requests: Iterable[Any], refs: Iterable[str] | None = None) -> int:
+    """Create POSTs that made (or replayed) a run for a ``client_ref`` that already had one.
+
+    Counts answers 2xx and connections dropped after the run was made (status 0). The
+    embedded server replays an ``Idempotency-Key``, so these never became second runs
+    here; Runflow documents that replay only for batches, so each one would be a second
+    run (and a second charge) there.
+    """
+    wanted = None if refs is None else set(refs)
+    made = Counter(
+        record.client_ref
+        for record in requests
+        if record.method == "POST"
+        and record.path == CREATE_PATH
+        and (record.status == 0 or 200 <= record.status < 300)
+        and (wanted is None or record.client_ref in wanted)
+    )
+    return sum(count - 1 for count in made.values())
+
+
 def lost_run_ids(runs: Iterable[dict[str, Any]], frame: pd.DataFrame, ledger: Path) -> int:
     """Runs the server created whose id is neither in the final frame nor in the ledger."""
     known = {run_id for run_id in frame["run_id"].dropna()}
@@ -110,6 +130,7 @@ def rerun_three_times(server: LocalServer, *, rows: int, ledger: Path) -> dict[s
         "posts_first_call": posts_first,
         "duplicate_posts": posts_total - posts_first,
         "duplicate_runs": duplicate_runs(server.runs()),
+        "posts_beyond_first": posts_beyond_first(server.requests),
         "same_run_ids": bool((first["run_id"] == again["run_id"]).all()),
         "rows_terminal": terminal_share(again),
     }
@@ -182,6 +203,9 @@ def kill_midway(
         "killed_at_runs": killed_at,
         "rows_terminal": terminal_share(out),
         "duplicate_runs": duplicate_runs(runs),
+        "posts_beyond_first": posts_beyond_first(
+            server.requests, (run["client_ref"] for run in runs)
+        ),
         "run_ids_lost": lost_run_ids(runs, out, ledger),
     }
 
@@ -222,6 +246,7 @@ def submit_under_faults(server: LocalServer, *, rows: int, ledger: Path) -> dict
         "rows_terminal_first_call": terminal_share(first),
         "rows_terminal": terminal_share(rerun),
         "duplicate_runs": duplicate_runs(runs),
+        "posts_beyond_first": posts_beyond_first(server.requests),
         "run_ids_lost": lost_run_ids(runs, rerun, ledger),
         "succeeded_runs": succeeded,
         "billed_usd": str(server.billed_usd()),
@@ -272,6 +297,9 @@ def two_kernels(server: LocalServer, *, rows: int, ledger: Path, workdir: Path) 
         "distinct_urls": len(wanted),
         "runs_created": len(runs),
         "duplicate_runs": duplicate_runs(runs),
+        "posts_beyond_first": posts_beyond_first(
+            server.requests, (run["client_ref"] for run in runs)
+        ),
         "rows_terminal": min(terminal_share(f) for f in frames),
     }
 
@@ -316,12 +344,12 @@ def payment_required_at(
     first_402 = min((entry[3] for entry in refused), default=None)
     after = 0 if first_402 is None else sum(1 for entry in posts if entry[2] > first_402)
     statuses = Counter(out["status"])
+    # The server's log is in the order it answered: the position of its first 402.
+    answered = [record.status for record in creates(server)]
+    first_refused = answered.index(402) + 1 if 402 in answered else None
     return {
         "rows": rows,
-        "first_402_at_post": 1
-        + sorted(posts, key=lambda e: e[3]).index(min(refused, key=lambda e: e[3]))
-        if refused
-        else None,
+        "first_402_at_post": first_refused,
         "posts_sent_after_402": after,
         "runs_created": len(server.runs()),
         "not_submitted": statuses.get("not_submitted", 0),

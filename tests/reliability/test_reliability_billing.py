@@ -33,6 +33,7 @@ def test_rerunning_a_submit_three_times_posts_nothing_more(
     assert result["posts_first_call"] == 40
     assert result["duplicate_posts"] == 0
     assert result["duplicate_runs"] == 0
+    assert result["posts_beyond_first"] == 0
     assert result["same_run_ids"]
     assert result["rows_terminal"] == 1.0
 
@@ -47,6 +48,7 @@ def test_sigkill_midway_then_rerun_loses_and_repeats_nothing(
     assert 0 < result["killed_at_runs"] < 60  # the kill really landed midway
     assert result["rows_terminal"] == 1.0
     assert result["duplicate_runs"] == 0
+    assert result["posts_beyond_first"] == 0  # the ledger, not the server's replay, saved it
     assert result["run_ids_lost"] == 0
 
 
@@ -61,6 +63,7 @@ def test_all_faults_at_once_bill_each_success_exactly_once(
     assert result["failed_runs"] > 0
     assert result["rows_terminal"] == 1.0
     assert result["duplicate_runs"] == 0
+    assert result["posts_beyond_first"] == 0
     assert result["run_ids_lost"] == 0
     assert Decimal(result["billed_usd"]) == Decimal("0.12") * result["succeeded_runs"]
     assert result["frame_cost_usd"] == pytest.approx(float(result["billed_usd"]))
@@ -75,6 +78,7 @@ def test_two_kernels_on_one_ledger_never_create_a_run_twice(
     assert result["shared_urls"] == 30
     assert result["runs_created"] == result["distinct_urls"] == 60
     assert result["duplicate_runs"] == 0
+    assert result["posts_beyond_first"] == 0
     assert result["rows_terminal"] == 1.0
 
 

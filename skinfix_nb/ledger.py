@@ -405,7 +405,16 @@ class Ledger:
             self._conn.execute(
                 "UPDATE runs SET run_id = ?, status = ?, created_at = ?, cost = ?, "
                 "duration_ms = ?, owner = NULL, updated_at = ? WHERE api = ? AND client_ref = ?",
-                (run_id, status, created_at, cost, duration_ms, time.time(), self.api, client_ref),
+                (
+                    run_id,
+                    status,
+                    created_at,
+                    cost,
+                    _storable(duration_ms),
+                    time.time(),
+                    self.api,
+                    client_ref,
+                ),
             )
 
     def update_statuses(self, updates: Sequence[Mapping[str, object]]) -> None:
@@ -417,7 +426,15 @@ class Ledger:
             cur.executemany(
                 "UPDATE runs SET status = :status, cost = :cost, duration_ms = :duration_ms, "
                 "updated_at = :now WHERE api = :api AND run_id = :run_id",
-                [{**update, "now": now, "api": self.api} for update in updates],
+                [
+                    {
+                        **update,
+                        "duration_ms": _storable(update.get("duration_ms")),
+                        "now": now,
+                        "api": self.api,
+                    }
+                    for update in updates
+                ],
             )
 
     def drop_intent(self, client_ref: str, *, owner: str) -> None:
@@ -428,6 +445,13 @@ class Ledger:
                 "AND owner = ?",
                 (self.api, client_ref, owner),
             )
+
+
+def _storable(value: object) -> object:
+    """An integer SQLite can hold (64-bit), else None: a junk figure must not stop a batch."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return None
+    return value
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:

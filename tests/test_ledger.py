@@ -189,3 +189,19 @@ def test_default_path_is_under_the_toolkit_home() -> None:
 def test_bad_target_says_what_it_takes() -> None:
     with pytest.raises(ConfigurationError, match="file path"):
         Ledger(42)  # type: ignore[arg-type]
+
+
+def test_junk_numbers_from_the_api_are_stored_as_unknown(ledger: Ledger) -> None:
+    owner = new_owner()
+    try:
+        claim(ledger, "r1", owner)
+        ledger.record_run("r1", run_id="run-1", status="running", duration_ms=10**309)
+        ledger.update_statuses(
+            [{"run_id": "run-1", "status": "succeeded", "cost": "0.12", "duration_ms": -(2**70)}]
+        )
+        entry = ledger.get("r1")
+        assert entry is not None
+        assert entry.status == "succeeded"
+        assert entry.duration_ms is None
+    finally:
+        release_owner(owner)

@@ -407,12 +407,18 @@ def _split_finished(
 
 
 def _serve_local_paths(frame: pd.DataFrame, column: str, server: LocalServer) -> pd.DataFrame:
-    """With --local, files named in the column are served on loopback so the backend can fetch them."""
+    """With --local, files named in the column are served on loopback so the backend can fetch them.
+
+    Each distinct file gets one URL, so a file named twice is one run, as a URL named twice is.
+    """
     frame = frame.copy()
+    served: dict[str, str] = {}
 
     def as_url(value: Any) -> Any:
         if isinstance(value, str) and "://" not in value and Path(value).is_file():
-            return server.serve_file(Path(value))
+            if value not in served:
+                served[value] = server.serve_file(Path(value))
+            return served[value]
         return value
 
     frame[column] = frame[column].map(as_url)
@@ -444,10 +450,8 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _summary(frame: pd.DataFrame, *, seconds: float, out: Path) -> str:
-    import pandas as pd
-
     counts = frame["status"].value_counts()
-    dollars = float(pd.to_numeric(frame["cost"].astype(object), errors="coerce").sum())
+    dollars = frame.skinfix.cost()  # rows sharing a run (the same URL twice) count once
     others = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "succeeded")
     return (
         f"{len(frame)} rows: {int(counts.get('succeeded', 0))} succeeded"

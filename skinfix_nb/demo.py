@@ -86,7 +86,7 @@ def run_demo(out: Path, *, progress: bool = True) -> DemoSummary:
         rows=len(result),
         succeeded=succeeded,
         failed=len(result) - succeeded,
-        dollars=sum((Decimal(str(c)) for c in result["cost"].dropna()), Decimal(0)),
+        dollars=Decimal(str(result.skinfix.cost())),
         seconds=time.monotonic() - started,
         out=out,
     )

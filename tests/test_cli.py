@@ -251,16 +251,19 @@ def test_local_run_serves_file_paths_and_marks_bad_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     csv = tmp_path / "mixed.csv"
-    paths = [str(p) for p in [samples.path(n) for n in samples.names()[:2]]]
-    pd.DataFrame({"image_url": [*paths, "not a url"]}).to_csv(csv, index=False)
+    paths = [str(samples.path(name)) for name in samples.names()[:2]]
+    cells = [*paths, paths[0], "not a url"]
+    pd.DataFrame({"image_url": cells}).to_csv(csv, index=False)
     out = tmp_path / "results.csv"
     assert main(["run", str(csv), "--local", "--out", str(out), "--quiet"]) == (
         EXIT_ROWS_NOT_SUCCEEDED
     )
     result = pd.read_csv(out)
-    assert list(result["status"]) == ["succeeded", "succeeded", "invalid"]
-    assert list(result["image_url"]) == [*paths, "not a url"]  # paths stay paths
-    assert "1 invalid" in capsys.readouterr().out
+    assert list(result["status"]) == ["succeeded", "succeeded", "succeeded", "invalid"]
+    assert list(result["image_url"]) == cells  # paths stay paths
+    assert result["run_id"][0] == result["run_id"][2]  # the same file twice is one run
+    summary = capsys.readouterr().out
+    assert "4 rows: 3 succeeded, 1 invalid; $0.24" in summary  # each run counted once
 
 
 # -- skinfix serve and skinfix demo --------------------------------------------------------

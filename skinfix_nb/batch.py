@@ -171,9 +171,11 @@ def check_image_url(value: object, *, https_only: bool) -> RowCheck:
 
 
 def _is_missing(value: object) -> bool:
+    if isinstance(value, Decimal):  # pd.isna raises on a signalling NaN
+        return value.is_nan()
     try:
         missing = pd.isna(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ArithmeticError):
         return False
     return bool(missing) if isinstance(missing, bool) else False
 

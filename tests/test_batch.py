@@ -74,6 +74,8 @@ async def run_batch(values: Sequence[object], **options: Any) -> dict[str, list[
     [
         (None, "missing value"),
         (math.nan, "missing value"),
+        (Decimal("sNaN"), "missing value"),
+        (Decimal("NaN"), "missing value"),
         ("", "empty string"),
         ("   \t", "empty string"),
         (42, "got int"),

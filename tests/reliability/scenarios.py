@@ -48,9 +48,9 @@ REPO = Path(__file__).resolve().parents[2]
 PRICE = Decimal("0.12")
 
 
-def frame_of(rows: int, *, start: int = 0, tag: str = "p") -> pd.DataFrame:
+def frame_of(rows: int, *, tag: str) -> pd.DataFrame:
     """``rows`` distinct HTTPS image URLs (never fetched: the servers here run engine=None)."""
-    urls = [f"https://img.example.test/{tag}/{i:05d}.jpg" for i in range(start, start + rows)]
+    urls = [f"https://img.example.test/{tag}/{i:05d}.jpg" for i in range(rows)]
     return pd.DataFrame({"image_url": urls})
 
 

@@ -221,12 +221,14 @@ class SkinFixAccessor:
         from skinfix_nb.batch import column_values, estimate_rows, is_loopback_url
         from skinfix_nb.client import DEFAULT_BASE_URL, DEFAULT_MODEL, resolve_api_key
         from skinfix_nb.ledger import Ledger
+        from skinfix_nb.local.server import shared_server_url
 
         values = column_values(self._obj, column)
         if client is not None:
             base_url, model = client.base_url, client.model
         else:
-            base_url = DEFAULT_BASE_URL if resolve_api_key() else "http://127.0.0.1"
+            local_url = shared_server_url() or "http://127.0.0.1"
+            base_url = DEFAULT_BASE_URL if resolve_api_key() else local_url
             model = DEFAULT_MODEL
         book = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         try:

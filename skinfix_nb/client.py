@@ -21,11 +21,10 @@ import asyncio
 import os
 import sys
 import time
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 
 import httpx
 
@@ -43,9 +42,6 @@ from skinfix_nb._core import (
 from skinfix_nb.errors import ConfigurationError, RunFailedError
 from skinfix_nb.models import FAILED_STATUSES, Run, RunPage
 from skinfix_nb.upload import UploadSource
-
-if TYPE_CHECKING:
-    from skinfix_nb.local import LocalServer
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -147,7 +143,7 @@ def _missing_key(base_url: str) -> ConfigurationError:
 
 
 class _ClientBase(ClientCore):
-    """Constructor logic of both twins: key, limits, timeouts, headers, an owned server."""
+    """Constructor logic of both twins: key, limits, timeouts, headers."""
 
     def __init__(
         self,
@@ -184,15 +180,6 @@ class _ClientBase(ClientCore):
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
         }
-        self._server_finalizer: weakref.finalize[..., Any] | None = None
-
-    def _own(self, server: LocalServer) -> None:
-        """Stop ``server`` when this client closes, is collected, or the interpreter exits."""
-        self._server_finalizer = weakref.finalize(self, server.stop)
-
-    def _stop_owned_server(self) -> None:
-        if self._server_finalizer is not None:
-            self._server_finalizer()
 
     @staticmethod
     def _auth_for(call: Call) -> httpx.Auth | httpx._client.UseClientDefault | None:
@@ -412,9 +399,8 @@ class SkinFix(_ClientBase):
         return self._drive(self._health())
 
     def close(self) -> None:
-        """Close the connection pool and stop the local backend this client started, if any."""
+        """Close the connection pool (the shared local backend, if used, keeps running)."""
         self._http.close()
-        self._stop_owned_server()
 
     def __enter__(self) -> Self:
         return self
@@ -602,9 +588,8 @@ class AsyncSkinFix(_ClientBase):
         return await self._drive(self._health())
 
     async def close(self) -> None:
-        """Close the connection pool and stop the local backend this client started, if any."""
+        """Close the connection pool (the shared local backend, if used, keeps running)."""
         await self._http.aclose()
-        self._stop_owned_server()
 
     async def __aenter__(self) -> Self:
         return self
@@ -639,9 +624,11 @@ def connect(
 
     The key is ``api_key``, else ``$RUNFLOW_API_KEY``, else the Colab secret
     ``RUNFLOW_API_KEY``. With none of them (and no ``base_url``), or with ``local=True``,
-    the embedded local backend is started on 127.0.0.1 and a notice says so: its results
-    come from skinfix_nb's own engine, not from Runflow. The client stops that backend
-    when it is closed. ``options`` go to :class:`SkinFix` (``timeout``, ``retry``,
+    the embedded local backend is used and a notice says so (once): its results come from
+    skinfix_nb's own engine, not from Runflow. That backend is one server per process
+    (:func:`skinfix_nb.local.shared_server`), started on first need and stopped at exit,
+    so every such client sees the same runs; closing a client leaves it running.
+    ``options`` go to :class:`SkinFix` (``timeout``, ``retry``,
     ``max_connections``, ...).
     """
     return _connect(
@@ -688,14 +675,11 @@ def _connect(
 
 
 def _connect_local(cls: type[ClientT], options: dict[str, Any]) -> ClientT:
-    from skinfix_nb.local import serve
+    from skinfix_nb.local import shared_server
 
-    server = serve(port=0)
-    try:
-        client = cls(server.api_key, base_url=server.url, **options)
-    except BaseException:
-        server.stop()
-        raise
-    client._own(server)
-    print(LOCAL_NOTICE.format(url=server.url), file=sys.stderr)
-    return client
+    server = shared_server(announce=_print_local_notice)
+    return cls(server.api_key, base_url=server.url, **options)
+
+
+def _print_local_notice(url: str) -> None:
+    print(LOCAL_NOTICE.format(url=url), file=sys.stderr)

@@ -165,3 +165,17 @@ def test_results_feed_the_qa_and_gallery_views(server: LocalServer, ledger: Ledg
     assert "qa_flag" in checked.columns
     assert not np.isnan(checked["qa_ssim"].iloc[0])
     assert out.skinfix.gallery() is not None
+
+
+def test_submit_then_refresh_without_a_client_reach_the_same_local_runs() -> None:
+    url = skinfix_nb.local.shared_server().serve_file(SAMPLES / "grace_hopper.jpg")
+    frame = pd.DataFrame({"image_url": [url]})
+    with Ledger(":memory:") as book:
+        out = frame.skinfix.submit(wait=False, progress=False, ledger=book)
+        assert out is not None
+        done = out.skinfix.refresh(wait=True, timeout=60, ledger=book)
+    assert done is not None
+    assert done["status"].tolist() == ["succeeded"]
+    assert done["run_id"].tolist() == out["run_id"].tolist()
+    with skinfix_nb.connect(local=True) as client:
+        assert client.get(out["run_id"].iloc[0]).succeeded

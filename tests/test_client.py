@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import subprocess
+import sys
 import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -428,26 +431,64 @@ async def test_upload_checks_before_sending(
 
 
 @pytest.mark.parametrize("connector", [sf.connect, sf.connect_async])
-async def test_connect_without_a_key_starts_the_local_backend_and_says_so(
-    connector: Callable[..., Client], capsys: pytest.CaptureFixture[str]
+async def test_connect_without_a_key_uses_the_shared_local_backend(
+    connector: Callable[..., Client],
 ) -> None:
-    client = connector(_environ={})
-    notice = capsys.readouterr().err
-    assert "embedded local backend" in notice
-    assert "NOT by Runflow" in notice
-    assert client.base_url.startswith("http://127.0.0.1:")
-    assert await settle(client.health()) == {"status": "ok"}
-    await settle(client.close())
+    first = connector(_environ={})
+    second = connector(_environ={})
+    shared = sf.local.shared_server()
+    assert first.base_url == second.base_url == shared.url
+    assert first.base_url.startswith("http://127.0.0.1:")
+    run = await settle(first.submit(shared.serve_file(SAMPLES / "grace_hopper.jpg")))
+    await settle(first.close())  # closing a client leaves the shared server running
+    assert (await settle(second.get(run.id))).id == run.id
+    await settle(second.close())
+    third = connector(local=True)
+    assert (await settle(third.get(run.id))).id == run.id
+    await settle(third.close())
+
+
+def test_the_local_notice_is_printed_once_and_the_shared_server_stops_at_exit() -> None:
+    script = """
+import sys, skinfix_nb as sf
+first = sf.connect(_environ={})
+first.close()
+second = sf.connect(local=True)
+async_client = sf.connect_async(_environ={})
+assert first.base_url == second.base_url == async_client.base_url
+print(first.base_url)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "RUNFLOW_API_KEY": ""},
+        check=True,
+    )
+    url = done.stdout.strip()
+    assert done.stderr.count("embedded local backend") == 1
+    assert LOCAL_NOTICE.format(url=url) in done.stderr
+    with pytest.raises(httpx.ConnectError):  # stopped when that interpreter exited
+        httpx.get(url + "/v1/health")
+
+
+def test_an_explicit_server_is_the_callers_own(server: LocalServer) -> None:
+    with sf.connect(local=True) as shared_client, serve(port=0) as own:
+        assert own.url not in (shared_client.base_url, server.url)
+        own.stop()
+        assert shared_client.health() == {"status": "ok"}
     with pytest.raises(httpx.ConnectError):
-        httpx.get(client.base_url + "/v1/health")
+        httpx.get(own.url + "/v1/health")
+    assert not sf.local.shared_server().stopped
 
 
 def test_connect_local_true_and_with_a_key(
     server: LocalServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with sf.connect(local=True) as local:
-        assert local.base_url != server.url
-        assert LOCAL_NOTICE.split("{url}")[0] in capsys.readouterr().err
+        assert local.base_url == sf.local.shared_server().url != server.url
+    capsys.readouterr()  # the local notice, if this test started the shared server
     with sf.connect(FAKE_KEY, base_url=server.url) as remote:
         assert remote.health() == {"status": "ok"}
     with sf.connect(base_url=server.url, _environ={"RUNFLOW_API_KEY": FAKE_KEY}) as from_env:

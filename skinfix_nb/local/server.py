@@ -7,8 +7,10 @@ Runflow; :class:`LocalServer` adds thread-safe read access to its state for test
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
@@ -22,10 +24,13 @@ from skinfix_nb.local.backend import Backend
 from skinfix_nb.local.faults import Faults, Latency
 from skinfix_nb.local.store import RequestRecord
 
-__all__ = ["LocalServer", "serve"]
+__all__ = ["LocalServer", "serve", "shared_server", "shared_server_url"]
 
 _LOCAL_KEY = "local"
 _START_TIMEOUT = 30.0
+
+_shared_lock = threading.Lock()
+_shared: LocalServer | None = None
 
 
 def serve(
@@ -123,6 +128,45 @@ def serve(
     return LocalServer(make_backend, host=host, port=port)
 
 
+def shared_server(*, announce: Callable[[str], None] | None = None) -> LocalServer:
+    """The process-wide embedded server that every implicit local connection uses.
+
+    Started on the first call (thread-safe) and stopped when the interpreter exits, so
+    ``sf.connect()`` twice, or ``df.skinfix.submit`` then ``df.skinfix.refresh``, reach the
+    same runs. Its URL stays the same for the whole process (the ledger keys rows by it):
+    if someone stops it, the next call starts it again on the same port.
+
+    Parameters
+    ----------
+    announce : callable, optional
+        Called with the server's URL when this call started it (the first time only).
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is not None and not _shared.stopped:
+            return _shared
+        first_start = _shared is None
+        server = serve(port=0 if _shared is None else _shared.port)
+        _shared = server
+        if first_start:
+            atexit.register(_stop_shared_server)
+    if first_start and announce is not None:
+        announce(server.url)
+    return server
+
+
+def shared_server_url() -> str | None:
+    """The shared server's URL if :func:`shared_server` has started it, else None."""
+    with _shared_lock:
+        return None if _shared is None else _shared.url
+
+
+def _stop_shared_server() -> None:
+    with _shared_lock:
+        if _shared is not None:
+            _shared.stop()
+
+
 class LocalServer:
     """A running embedded server. Create it with :func:`serve`.
 
@@ -150,6 +194,7 @@ class LocalServer:
             raise
         self.api_key = self._backend.api_key or _LOCAL_KEY
         self.url = self._backend.base_url
+        self.port = int(self.url.rsplit(":", 1)[1])
 
     async def _start(self, make_backend: Any, host: str, port: int) -> Backend:
         backend: Backend = make_backend()
@@ -195,6 +240,11 @@ class LocalServer:
         self._thread.join(timeout=_START_TIMEOUT)
         if not self._thread.is_alive():
             self._loop.close()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` has been called."""
+        return self._stopped
 
     def __enter__(self) -> LocalServer:
         return self

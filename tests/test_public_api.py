@@ -44,6 +44,22 @@ def test_every_public_name_resolves() -> None:
     assert dir(skinfix_nb) == skinfix_nb.__all__
 
 
+def test_public_functions_stay_functions_after_every_submodule_is_imported() -> None:
+    """Importing ``skinfix_nb.display.compare`` must not turn ``sf.compare`` into a module."""
+    code = (
+        "import importlib, pkgutil, types, skinfix_nb\n"
+        "for info in pkgutil.walk_packages(skinfix_nb.__path__, 'skinfix_nb.'):\n"
+        "    if not info.name.endswith('__main__'):\n"
+        "        importlib.import_module(info.name)\n"
+        f"names = {sorted(DESIGN_FUNCTIONS - {'local'})!r}\n"
+        "print(sorted(n for n in names if isinstance(getattr(skinfix_nb, n), types.ModuleType)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert out.strip() == "[]"
+
+
 def test_exceptions_form_one_tree() -> None:
     for name in EXCEPTIONS:
         assert issubclass(getattr(skinfix_nb, name), skinfix_nb.RunflowError), name

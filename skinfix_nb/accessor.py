@@ -132,9 +132,12 @@ def _session(
 ) -> Iterator[_Session]:
     """Resolve ``client=`` and ``ledger=`` for one call.
 
-    ``submit`` takes a blocking :class:`SkinFix` and ``asubmit`` an :class:`AsyncSkinFix`:
-    an async client's connections belong to the event loop that opened them, and the
-    blocking call may run on a different loop each time.
+    A blocking :class:`SkinFix` runs the batch through its async twin
+    (:meth:`SkinFix.to_async`, on aiohttp), made for this call and closed after it; only a
+    client with a transport of the user's own is driven from worker threads, so that
+    transport carries every request. ``submit`` refuses an :class:`AsyncSkinFix`: its
+    connections belong to the event loop that opened them, and the blocking call may run
+    on a different loop each time.
     """
     from skinfix_nb.aiohttp_transport import AiohttpTransport
     from skinfix_nb.batch import ThreadedClient
@@ -145,11 +148,6 @@ def _session(
         raise TypeError(
             "df.skinfix.submit takes a blocking client (sf.connect()); with an AsyncSkinFix "
             "use `await df.skinfix.asubmit(...)`, or leave client=None"
-        )
-    if isinstance(client, SkinFix) and awaited:
-        raise TypeError(
-            "df.skinfix.asubmit takes an AsyncSkinFix (sf.connect_async()); with a blocking "
-            "client use df.skinfix.submit(...), or leave client=None"
         )
 
     if isinstance(ledger, Ledger):
@@ -173,9 +171,15 @@ def _session(
             api = owned
         elif isinstance(client, AsyncSkinFix):
             api = client
-        elif isinstance(client, SkinFix):
-            threads = ThreadedClient(client, workers=concurrency + 4)
+        elif isinstance(client, SkinFix) and client._custom_transport:
+            threads = ThreadedClient(client, workers=concurrency + 4)  # keep its transport
             api = threads
+        elif isinstance(client, SkinFix):
+            owned = client.to_async(
+                max_connections=concurrency + 4,
+                transport=AiohttpTransport(max_connections=concurrency + 4),
+            )
+            api = owned
         else:
             raise TypeError(
                 f"client= takes a SkinFix or AsyncSkinFix (sf.connect() / sf.connect_async()), "
@@ -280,8 +284,10 @@ class SkinFixAccessor:
         column : hashable
             The column holding image URLs (HTTPS for Runflow).
         client : SkinFix, optional
-            A blocking client (``sf.connect(...)``). Default: a client of the call's own
-            (``RUNFLOW_API_KEY``, a Colab secret, or the local backend), closed afterwards.
+            A blocking client (``sf.connect(...)``); the batch runs on its async twin
+            (:meth:`~skinfix_nb.client.SkinFix.to_async`: same key and settings). Default:
+            a client of the call's own (``RUNFLOW_API_KEY``, a Colab secret, or the shared
+            local backend), closed afterwards.
         concurrency : int
             Runs in flight at once (one connection pool carries them all).
         wait : bool
@@ -341,7 +347,7 @@ class SkinFixAccessor:
         self,
         column: Hashable = "image_url",
         *,
-        client: AsyncSkinFix | None = None,
+        client: AsyncSkinFix | SkinFix | None = None,
         concurrency: int = 8,
         wait: bool = True,
         max_cost: float | Decimal | None = None,
@@ -355,9 +361,9 @@ class SkinFixAccessor:
     ) -> pd.DataFrame | None:
         """:meth:`submit` for ``await`` (a notebook cell, or any running loop).
 
-        Same options, except that ``client`` is an :class:`~skinfix_nb.client.AsyncSkinFix`
-        (for the least CPU per request give it
-        ``transport=skinfix_nb.aiohttp_transport.AiohttpTransport()``).
+        Same options, except that ``client`` may also be an
+        :class:`~skinfix_nb.client.AsyncSkinFix` of this loop (for the least CPU per
+        request give it ``transport=skinfix_nb.aiohttp_transport.AiohttpTransport()``).
         """
         from skinfix_nb.batch import Batch, column_values
 

@@ -380,9 +380,9 @@ class RunsAPI(Protocol):
 class ThreadedClient:
     """A blocking :class:`~skinfix_nb.client.SkinFix` driven from the event loop.
 
-    Each call runs on a worker thread of a pool sized to the batch, so a user who made a
-    blocking client with ``sf.connect()`` can hand it to ``df.skinfix.submit`` as it is;
-    httpx's blocking pool is thread-safe and is shared by every call.
+    For a client built with a blocking ``transport=`` of the user's own (a proxy, a test
+    double), which its async twin could not use: each call runs on a worker thread of a
+    pool sized to the batch; httpx's blocking pool is thread-safe and shared by every call.
     """
 
     def __init__(self, client: SkinFix, *, workers: int) -> None:

@@ -80,6 +80,10 @@ class _BearerAuth(httpx.Auth):
     def __init__(self, api_key: str) -> None:
         self._header = f"Bearer {api_key}"
 
+    @property
+    def api_key(self) -> str:
+        return self._header.removeprefix("Bearer ")
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = self._header
         yield request
@@ -171,9 +175,11 @@ class _ClientBase(ClientCore):
             raise ConfigurationError(
                 f"max_connections must be a positive int; got {max_connections!r}"
             )
+        self._auth = _BearerAuth(key)
+        self._max_connections = max_connections
         self._http_options: dict[str, Any] = {
             "base_url": self.base_url,
-            "auth": _BearerAuth(key),
+            "auth": self._auth,
             "headers": {"User-Agent": _user_agent(), "Accept": "application/json"},
             "timeout": timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout),
             "limits": httpx.Limits(
@@ -209,7 +215,8 @@ class SkinFix(_ClientBase):
     max_connections : int
         Connection pool size: set it to the concurrency you use.
     transport : httpx.BaseTransport, optional
-        For tests and proxies.
+        For tests and proxies (``df.skinfix.submit`` then sends through it too, from
+        worker threads; without one it uses the faster :meth:`to_async` twin).
     sleep, clock : callable
         Injected ``time.sleep`` and ``time.monotonic``.
     """
@@ -240,6 +247,7 @@ class SkinFix(_ClientBase):
         )
         self._sleep = sleep
         self._http = httpx.Client(transport=transport, **self._http_options)
+        self._custom_transport = transport is not None
 
     def _drive(self, op: Op[T]) -> T:
         reply: httpx.Response | None = None
@@ -412,6 +420,38 @@ class SkinFix(_ClientBase):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def to_async(
+        self,
+        *,
+        max_connections: int | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> AsyncSkinFix:
+        """An :class:`AsyncSkinFix` configured like this client, for ``await`` and batches.
+
+        Same API key, base URL, model, timeouts, retry and poll policies and clock; the key
+        passes from one client to the other without showing up anywhere. The new client
+        has its own connection pool (an async pool belongs to the event loop that uses it),
+        so close it separately. A blocking ``transport`` cannot serve it: pass an async one.
+
+        Parameters
+        ----------
+        max_connections : int, optional
+            Pool size of the new client (default: this client's).
+        transport : httpx.AsyncBaseTransport, optional
+            E.g. :class:`~skinfix_nb.aiohttp_transport.AiohttpTransport` for batches.
+        """
+        return AsyncSkinFix(
+            self._auth.api_key,
+            base_url=self.base_url,
+            model=self.model,
+            timeout=self._http_options["timeout"],
+            retry=self._retry,
+            poll=self._poll,
+            max_connections=max_connections or self._max_connections,
+            transport=transport,
+            clock=self._clock,
+        )
 
 
 class AsyncSkinFix(_ClientBase):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -125,6 +126,45 @@ async def test_submit_works_inside_a_running_loop_and_asubmit_can_be_awaited(
     assert awaited is not None
     pd.testing.assert_frame_equal(out, awaited)
     assert len([r for r in fast_server.requests if r.method == "POST"]) == 2
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """The real blocking HTTP transport, counting what it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent += 1
+        return super().handle_request(request)
+
+
+async def test_a_blocking_client_runs_the_batch_on_its_async_twin(
+    fast_server: LocalServer, ledger: Ledger
+) -> None:
+    frame = frame_of(fast_server, pd.RangeIndex(5))
+    with SkinFix(FAKE_KEY, base_url=fast_server.url) as blocking:
+        out = frame.skinfix.submit(client=blocking, progress=False, ledger=ledger)
+        again = await frame.skinfix.asubmit(client=blocking, progress=False, ledger=ledger)
+        assert blocking._http._transport._pool.connections == []  # type: ignore[attr-defined]
+        assert blocking.get(out["run_id"].iloc[0]).succeeded  # and it is still open
+    assert out is not None
+    assert again is not None
+    assert out["status"].tolist() == again["status"].tolist()
+    assert out["status"].tolist().count("succeeded") == 3
+
+
+def test_a_blocking_client_with_its_own_transport_keeps_using_it(
+    fast_server: LocalServer, ledger: Ledger
+) -> None:
+    transport = CountingTransport()
+    frame = frame_of(fast_server, pd.RangeIndex(5))
+    with SkinFix(FAKE_KEY, base_url=fast_server.url, transport=transport) as blocking:
+        out = frame.skinfix.submit(client=blocking, progress=False, ledger=ledger)
+    assert out is not None
+    assert out["status"].tolist().count("succeeded") == 3
+    assert transport.sent == len(fast_server.requests) > 0
 
 
 def test_misuse_gets_a_clear_error(fast_server: LocalServer, ledger: Ledger) -> None:

@@ -501,6 +501,31 @@ def test_connect_local_true_and_with_a_key(
 # --- notebooks: the sync client inside a running event loop ------------------------------
 
 
+async def test_to_async_is_the_same_client_for_await_and_hides_the_key(
+    fresh_server: LocalServer,
+) -> None:
+    timeout = httpx.Timeout(7.0, connect=3.0)
+    retry = sf.client.RetryPolicy(max_attempts=2, base_delay=0.01, random=lambda: 1.0)
+    with sf.SkinFix(
+        FAKE_KEY, base_url=fresh_server.url + "/", timeout=timeout, retry=retry, max_connections=3
+    ) as blocking:
+        twin = blocking.to_async()
+        assert isinstance(twin, sf.AsyncSkinFix)
+        assert (twin.base_url, twin.model) == (blocking.base_url, blocking.model)
+        assert twin._http.timeout == timeout
+        assert FAKE_KEY not in repr(twin) + repr(vars(twin))
+        async with twin:
+            assert (await twin.get((await twin.submit(f"{fresh_server.url}/x.jpg")).id)).id
+            fresh_server.set_faults(error_rate=1.0)
+            fresh_server.clear_requests()
+            with pytest.raises(errors.ServerError):
+                await twin.get("no-such-run")
+        tries = [r for r in fresh_server.requests if r.path == "/v1/runs/no-such-run"]
+        assert len(tries) == retry.max_attempts  # the retry policy came along
+        fresh_server.set_faults(error_rate=0.0)
+        assert blocking.health() == {"status": "ok"}  # closing the twin left this one open
+
+
 async def test_sync_client_works_inside_a_running_event_loop(
     server: LocalServer, portrait_url: str
 ) -> None:

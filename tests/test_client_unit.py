@@ -409,7 +409,7 @@ def test_twins_have_the_same_methods_in_the_same_order() -> None:
     def public(cls: type) -> list[str]:
         return [n for n in vars(cls) if not n.startswith("_")]
 
-    assert public(sf.SkinFix) == public(sf.AsyncSkinFix)
+    assert public(sf.SkinFix) == [*public(sf.AsyncSkinFix), "to_async"]  # the one way across
 
 
 PRESIGNED = "https://storage.example/bucket/face.png?X-Amz-Signature=TOPSECRETSIG"

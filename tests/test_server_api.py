@@ -18,6 +18,7 @@ from PIL import Image
 
 from skinfix_nb.errors import ConfigurationError
 from skinfix_nb.local import LocalServer, RequestRecord, serve
+from skinfix_nb.local.query import page, parse_q, parse_sort
 from tests.conftest import FAKE_KEY
 
 SAMPLES = Path(__file__).resolve().parents[1] / "skinfix_nb" / "samples"
@@ -350,6 +351,41 @@ def test_list_sorts_projects_and_pages_without_duplicates(client: httpx.Client) 
         params["pq"] = page["next"]
     assert seen[:7] == created
     assert len(seen) == len(set(seen)) == 8
+
+
+def test_indexed_creation_order_listing_matches_a_full_sort() -> None:
+    with serve(port=0, api_key=FAKE_KEY, engine=None, latency=30) as slow, api(slow) as client:
+        made = [create(client, client_ref=f"r{i % 4}").json()["id"] for i in range(40)]
+        for run_id in made[::5]:
+            client.post(f"/v1/admin/runs/{run_id}/cancellation", json={})
+        stored = slow.runs()  # the reference: every run, sorted by query.page
+        assert [run["id"] for run in stored] == made
+        assert len({run["created_at"] for run in stored}) < len(made)  # ties broken by id
+        some = f"id.IN:('{made[3]}','{made[17]}','{made[30]}','nope')"
+        for q in (
+            "",
+            "client_ref.EQ:'r1'",
+            "status_code:canceled",
+            "client_ref:r2 AND status_code:canceled",
+            "status_code:running",
+            some,
+            f"created_at>={stored[20]['created_at']}",
+        ):
+            filters = parse_q(q)
+            for direction in ("desc", "asc"):
+                sort = parse_sort(f"created_at:{direction}")
+                keep = [run for run in stored if all(f.matches(run) for f in filters)]
+                expected, _ = page(keep, sort=sort, limit=500, after=None)
+                params: dict[str, Any] = {"q": q, "sort_by": f"created_at:{direction}", "limit": 3}
+                seen: list[str] = []
+                while True:
+                    answer = client.get("/v1/runs", params=params).json()
+                    seen += [item["id"] for item in answer["items"]]
+                    if answer["next"] is None:
+                        break
+                    params["pq"] = answer["next"]
+                assert seen == [run["id"] for run in expected], (q, direction)
+                assert seen, (q, direction)
 
 
 @pytest.mark.parametrize(

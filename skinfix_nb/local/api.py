@@ -25,8 +25,10 @@ from aiohttp import web
 
 from skinfix_nb.local.backend import MAX_IMAGE_BYTES, MODEL, Backend, now_iso
 from skinfix_nb.local.query import (
+    Filter,
     QueryError,
     decode_cursor,
+    encode_cursor,
     page,
     parse_fields,
     parse_q,
@@ -437,16 +439,58 @@ async def list_runs(request: web.Request) -> web.Response:
         fields = parse_fields(params["fields"]) if "fields" in params else None
         cursor = decode_cursor(params["pq"]) if params.get("pq") else None
         limit = _limit(params.get("limit", "50"))
-        runs = [run for run in backend.store.all_runs() if all(f.matches(run) for f in filters)]
-        try:
-            items, next_cursor = page(runs, sort=sort, limit=limit, after=cursor)
-        except TypeError:
-            raise QueryError("pq", "the cursor does not fit this sort order; start again") from None
+        if [field for field, _ in sort] == ["created_at"]:
+            items, next_cursor = _page_by_creation(
+                backend, filters, newest_first=sort[0][1], limit=limit, after=cursor
+            )
+        else:
+            runs = [run for run in backend.store.all_runs() if all(f.matches(run) for f in filters)]
+            try:
+                items, next_cursor = page(runs, sort=sort, limit=limit, after=cursor)
+            except TypeError:
+                raise QueryError(
+                    "pq", "the cursor does not fit this sort order; start again"
+                ) from None
     except QueryError as exc:
         _invalid([_field_error(["query", exc.param], str(exc), "value_error")])
     if fields is not None:
         items = [{name: run.get(name) for name in fields} for run in items]
     return web.json_response({"items": items, "next": next_cursor})
+
+
+def _page_by_creation(
+    backend: Backend,
+    filters: list[Filter],
+    *,
+    newest_first: bool,
+    limit: int,
+    after: list[Any] | None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A ``created_at`` page straight from the store's creation order and indexes.
+
+    Same items and cursors as :func:`~skinfix_nb.local.query.page` with that sort (its
+    cursor is ``[created_at, id]``), without copying or sorting every stored run.
+    """
+    if after is not None and (len(after) != 2 or not all(isinstance(v, str) for v in after)):
+        raise QueryError("pq", "the cursor belongs to another sort order; start again")
+    narrow: dict[str, Any] = {}
+    for term in filters:
+        if term.field == "client_ref" and term.op == "=":
+            narrow["client_ref"] = term.values[0]
+        elif term.field == "status_code" and term.op == "=":
+            narrow["status"] = term.values[0]
+        elif term.field == "id" and term.op in ("=", "in"):
+            narrow["ids"] = term.values
+    found = backend.store.runs_in_creation_order(
+        keep=lambda run: all(term.matches(run) for term in filters),
+        newest_first=newest_first,
+        after=(after[0], after[1]) if after is not None else None,
+        limit=limit + 1,
+        **narrow,
+    )
+    items = found[:limit]
+    more = len(found) > limit
+    return items, encode_cursor([items[-1]["created_at"], items[-1]["id"]]) if more else None
 
 
 def _limit(text: str) -> int:

@@ -74,6 +74,13 @@ def uuid7() -> str:
     return str(uuid.UUID(int=value))
 
 
+def uuid7_time_iso(run_id: str) -> str:
+    """The creation time a UUIDv7 carries, written like :func:`now_iso`."""
+    millis = uuid.UUID(run_id).int >> 80
+    moment = datetime.fromtimestamp(millis // 1000, UTC)
+    return moment.replace(microsecond=millis % 1000 * 1000).isoformat(timespec="milliseconds")
+
+
 class RunFailure(Exception):
     """Why a run could not succeed, in Runflow's ``failure_*`` terms."""
 
@@ -220,7 +227,7 @@ class Backend:
             "request_id": uuid.uuid4().hex,
             "callback_url": callback_url,
             "metadata": metadata,
-            "created_at": now_iso(),
+            "created_at": uuid7_time_iso(run_id),  # so creation order is id order
             "started_at": None,
             "completed_at": None,
             "failure_code": None,

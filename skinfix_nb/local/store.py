@@ -7,9 +7,11 @@ mutated in place below the top level, so a shallow copy is a consistent snapshot
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import threading
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -73,7 +75,13 @@ class Store:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        # Runs arrive in creation order with increasing UUIDv7 ids and a created_at taken
+        # from the id, so _order is sorted by (created_at, id) and by id alike: listings
+        # newest or oldest first, and cursors, need no sort.
         self._runs: dict[str, dict[str, Any]] = {}
+        self._order: list[str] = []
+        self._by_client_ref: dict[str, list[str]] = {}
+        self._by_status: dict[str, set[str]] = {}
         self._idempotent: dict[str, Idempotent] = {}
         self._uploads: dict[str, Upload] = {}
         self._assets: dict[str, dict[str, Any]] = {}
@@ -86,8 +94,16 @@ class Store:
     # runs -------------------------------------------------------------------------------
 
     def add_run(self, run: dict[str, Any]) -> None:
+        """Keep a new run; its id must be greater than every id stored before (UUIDv7)."""
+        run_id = run["id"]
         with self._lock:
-            self._runs[run["id"]] = run
+            if self._order and run_id <= self._order[-1]:
+                raise ValueError(f"run ids must increase: {run_id} after {self._order[-1]}")
+            self._runs[run_id] = run
+            self._order.append(run_id)
+            if run["client_ref"] is not None:
+                self._by_client_ref.setdefault(run["client_ref"], []).append(run_id)
+            self._by_status.setdefault(run["status_code"], set()).add(run_id)
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -98,8 +114,62 @@ class Store:
         """Set top-level fields of a run and return a snapshot of it."""
         with self._lock:
             run = self._runs[run_id]
+            old_status = run["status_code"]
             run.update(fields)
+            if run["status_code"] != old_status:
+                self._by_status[old_status].discard(run_id)
+                self._by_status.setdefault(run["status_code"], set()).add(run_id)
             return dict(run)
+
+    def runs_in_creation_order(
+        self,
+        *,
+        keep: Callable[[dict[str, Any]], bool],
+        newest_first: bool,
+        after: tuple[str, str] | None,
+        limit: int,
+        client_ref: str | None = None,
+        status: str | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` snapshots of runs that ``keep`` accepts, in creation order.
+
+        ``after`` is the ``(created_at, id)`` of the last run already seen: the walk starts
+        just past it. ``client_ref``, ``status`` and ``ids`` narrow the walk to the runs
+        with that ref, that status or those ids (an index, no scan); ``keep`` still sees
+        every run returned.
+        """
+        with self._lock:
+            candidates: Sequence[str] = self._order
+            if client_ref is not None:
+                candidates = self._by_client_ref.get(client_ref, ())
+            if status is not None:
+                narrowed = self._by_status.get(status, set())
+                if len(narrowed) < len(candidates):
+                    candidates = sorted(narrowed)
+            if ids is not None and len(ids) < len(candidates):
+                candidates = sorted(set(ids) & self._runs.keys())
+            start, stop, step = 0, len(candidates), 1
+            if after is not None:
+
+                def position(run_id: str) -> tuple[str, str]:
+                    return (self._runs[run_id]["created_at"], run_id)
+
+                if newest_first:
+                    start = bisect.bisect_left(candidates, after, key=position) - 1
+                    stop, step = -1, -1
+                else:
+                    start = bisect.bisect_right(candidates, after, key=position)
+            elif newest_first:
+                start, stop, step = len(candidates) - 1, -1, -1
+            found: list[dict[str, Any]] = []
+            for index in range(start, stop, step):
+                run = self._runs[candidates[index]]
+                if keep(run):
+                    found.append(dict(run))
+                    if len(found) == limit:
+                        break
+            return found
 
     def all_runs(self) -> list[dict[str, Any]]:
         """Shallow snapshots of every run, oldest first."""

@@ -103,7 +103,6 @@ _BACKOFF = 1.5
 _COALESCE = 0.1  # fraction of a typical run within which due checks are merged
 _LOOKUP_CONCURRENCY = 8
 _INTERRUPT_GRACE_S = 10.0
-_MAX_DURATION_MS = 30 * 24 * 3600 * 1000  # a month: anything longer is a bad figure
 _BUSY_RECHECK_S = 0.05  # how soon to look again at a ref another batch is sending
 _CALLBACK_GRACE_S = 5.0  # with callbacks, a run is polled only this long after it was due
 
@@ -827,7 +826,7 @@ class Batch:
                 status=run.status,
                 created_at=_iso(run.created_at),
                 cost=_text(run.cost),
-                duration_ms=_duration_ms(run),
+                duration_ms=run.duration_ms,
             )
             job.run_id, job.run, job.created_at = run.id, run, run.created_at
             job.status = run.status if run.is_terminal else None
@@ -961,7 +960,7 @@ class Batch:
                     "run_id": job.run_id,
                     "status": run.status,
                     "cost": _text(run.cost),
-                    "duration_ms": _duration_ms(run),
+                    "duration_ms": run.duration_ms,
                 }
             )
             self._settle(job)
@@ -1014,7 +1013,7 @@ _STOP_MESSAGES = {
 def _duration_s(run: Run, job: _Job, now: float) -> float:
     if run.created_at and run.completed_at:
         return (run.completed_at - run.created_at).total_seconds()
-    duration_ms = _duration_ms(run)
+    duration_ms = run.duration_ms
     if duration_ms is not None:
         return duration_ms / 1000
     return now - job.submitted_at if job.submitted_at is not None else 0.0
@@ -1032,12 +1031,6 @@ def _billed(run: Run) -> Run:
     if run.cost is not None:
         return run
     return replace(run, cost=PRICE_PER_IMAGE_USD if run.succeeded else Decimal(0))
-
-
-def _duration_ms(run: Run) -> int | None:
-    """The run's duration if it is a plausible one; a junk figure becomes unknown."""
-    value = run.duration_ms
-    return value if value is not None and 0 <= value <= _MAX_DURATION_MS else None
 
 
 def _parse_iso(text: str | None) -> datetime | None:
@@ -1077,7 +1070,7 @@ def _run_values(run: Run) -> dict[str, Any]:
         "output_url": run.output_url,
         "cost": float(run.cost) if run.cost is not None else math.nan,
         "error": error,
-        "duration_ms": _duration_ms(run),
+        "duration_ms": run.duration_ms,
     }
 
 
@@ -1133,7 +1126,7 @@ async def refresh_columns(
                         "run_id": run_id,
                         "status": run.status,
                         "cost": _text(run.cost),
-                        "duration_ms": _duration_ms(run),
+                        "duration_ms": run.duration_ms,
                     }
                 )
         ledger.update_statuses(updates)

@@ -18,6 +18,7 @@ from skinfix_nb.errors import redact_url
 
 __all__ = [
     "FAILED_STATUSES",
+    "MAX_DURATION_MS",
     "TERMINAL_STATUSES",
     "Run",
     "RunPage",
@@ -29,6 +30,9 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "partial_succe
 
 FAILED_STATUSES = frozenset({"failed", "canceled"})
 """Terminal statuses that produced no output (and, for ``failed``, no bill)."""
+
+MAX_DURATION_MS = 30 * 24 * 3600 * 1000
+"""The longest ``duration_ms`` taken at face value (a month); longer is a junk figure."""
 
 _SPELLINGS = {"cancelled": "canceled", "errored": "failed", "error": "failed"}
 
@@ -109,7 +113,7 @@ class Run:
             outputs=outputs,
             output_url=_output_url(outputs, output_dict),
             cost=_decimal(data.get("cost")),
-            duration_ms=_int(data.get("duration_ms")),
+            duration_ms=_duration_ms(data.get("duration_ms")),
             seed=_int(_get(output_dict, "seed")),
             timing=_dict(_get(output_dict, "timing")) or None,
             nsfw_detected=_bool(_get(output_dict, "nsfw_detected")),
@@ -208,6 +212,12 @@ def _int(value: object) -> int | None:
         return int(float(value))
     except (ValueError, OverflowError):
         return None
+
+
+def _duration_ms(value: object) -> int | None:
+    """A plausible duration in ms; junk (negative, non-finite, over a month) is unknown."""
+    duration = _int(value)
+    return duration if duration is not None and 0 <= duration <= MAX_DURATION_MS else None
 
 
 def _bool(value: object) -> bool | None:

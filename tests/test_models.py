@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from skinfix_nb import _run_html
-from skinfix_nb.models import TERMINAL_STATUSES, Run, RunPage, normalize_status
+from skinfix_nb.models import MAX_DURATION_MS, TERMINAL_STATUSES, Run, RunPage, normalize_status
 
 if TYPE_CHECKING:
     from skinfix_nb.local import LocalServer
@@ -100,6 +100,27 @@ def test_output_url_falls_back_to_image_urls() -> None:
     )
     assert run.output_url == "https://a/b.png"
     assert run.outputs == []
+
+
+@pytest.mark.parametrize(
+    ("duration", "kept"),
+    [
+        (1234, 1234),
+        ("2500", 2500),
+        (0, 0),
+        (MAX_DURATION_MS, MAX_DURATION_MS),
+        (MAX_DURATION_MS + 1, None),
+        (1e308, None),
+        (10**30, None),
+        (float("inf"), None),
+        (float("nan"), None),
+        ("Infinity", None),
+        (-5, None),
+        (True, None),
+    ],
+)
+def test_absurd_durations_become_unknown(duration: object, kept: int | None) -> None:
+    assert Run.from_json({"id": "r", "duration_ms": duration}).duration_ms == kept
 
 
 @pytest.mark.parametrize(

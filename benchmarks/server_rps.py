@@ -1,6 +1,6 @@
 """Requests per second the embedded server sustains with 64 concurrent keep-alive clients.
 
-Run: ``python benchmarks/server_rps.py [--seconds 5] [--rounds 3]``
+Run: ``python benchmarks/server_rps.py [--seconds 5] [--rounds 3] [--prefill 10000]``
 
 Setup: the server under test runs in its own process (``serve(engine=None, latency=0)``,
 benchmark mode, so no image work: only the HTTP API, auth, validation, the store and the
@@ -14,6 +14,10 @@ absolute numbers move with the machine. Rounds run back to back in pairs (baseli
 skinfix) and the median of the paired ratios is reported. Throughput on a small shared
 machine is noisy (the load generator competes for the same cores), so the server
 process's CPU time per request is measured too: its ratio is the steadier figure.
+
+``--prefill N`` creates N runs in each server before the measured rounds (each with its own
+``client_ref``) and adds two listing figures (the newest 50, and one ``client_ref.EQ``
+lookup), to show whether the store slows down as it grows.
 
 Goal: both ratios >= 0.3 (the API does real work per request: auth, JSON validation, a
 UUIDv7, a run record and a task per run, a request log entry).
@@ -80,7 +84,40 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _load(url: str, seconds: float, pid: int) -> dict[str, float]:
+async def _prefill(session: aiohttp.ClientSession, url: str, count: int) -> None:
+    """``count`` runs with distinct client_refs, ``CLIENTS`` at a time."""
+    next_index = iter(range(count))
+
+    async def worker() -> None:
+        for index in next_index:
+            body = {"input": {"image_url": f"https://example.com/{index}.jpg"}}
+            async with session.post(url + CREATE, json={**body, "client_ref": f"p{index}"}) as r:
+                await r.read()
+
+    await asyncio.gather(*(worker() for _ in range(CLIENTS)))
+
+
+async def _listing_ms(session: aiohttp.ClientSession, url: str, count: int) -> dict[str, float]:
+    """Median milliseconds of a newest-50 listing and of a client_ref lookup."""
+    figures: dict[str, float] = {}
+    queries = {
+        "list_newest_50_ms": {"limit": "50"},
+        "client_ref_eq_ms": {"q": f"client_ref.EQ:'p{count // 2}'", "limit": "1"},
+    }
+    for name, params in queries.items():
+        times = []
+        for _ in range(15):
+            started = time.perf_counter()
+            async with session.get(url + "/v1/runs", params=params) as response:
+                await response.read()
+            times.append(1000 * (time.perf_counter() - started))
+        figures[name] = statistics.median(times)
+    return figures
+
+
+async def _load(
+    url: str, seconds: float, pid: int, *, prefill: int = 0, lists: bool = False
+) -> dict[str, float]:
     """64 keep-alive clients looping create+get for ``seconds``.
 
     Returns requests/s, latency percentiles and the server's CPU time per request, which
@@ -108,6 +145,11 @@ async def _load(url: str, seconds: float, pid: int) -> dict[str, float]:
             latencies.extend((middle - started, ended - middle))
 
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        listing: dict[str, float] = {}
+        if prefill:
+            await _prefill(session, url, prefill)
+            if lists:
+                listing = await _listing_ms(session, url, prefill)
         stop_at = time.perf_counter() + 0.5  # warm-up: open all connections
         await asyncio.gather(*(client(session, i) for i in range(CLIENTS)))
         latencies.clear()
@@ -125,10 +167,11 @@ async def _load(url: str, seconds: float, pid: int) -> dict[str, float]:
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
         "server_cpu_us_per_request": 1e6 * cpu / len(latencies),
         "errors": errors,
+        **listing,
     }
 
 
-def _round(kind: str, seconds: float) -> dict[str, float]:
+def _round(kind: str, seconds: float, prefill: int) -> dict[str, float]:
     process = subprocess.Popen(
         [sys.executable, __file__, "--serve", kind],
         stdin=subprocess.PIPE,
@@ -139,7 +182,9 @@ def _round(kind: str, seconds: float) -> dict[str, float]:
     assert process.stdin is not None
     try:
         url = process.stdout.readline().strip()
-        return asyncio.run(_load(url, seconds, process.pid))
+        return asyncio.run(
+            _load(url, seconds, process.pid, prefill=prefill, lists=kind == "skinfix")
+        )
     finally:
         process.stdin.close()
         process.wait(timeout=30)
@@ -149,6 +194,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per server")
+    parser.add_argument("--prefill", type=int, default=0, help="runs stored before measuring")
     parser.add_argument("--serve", choices=["skinfix", "baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve == "skinfix":
@@ -161,7 +207,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {"baseline": [], "skinfix": []}
     for _ in range(args.rounds):  # back to back, so each pair sees the same machine load
         for kind in runs:
-            runs[kind].append(_round(kind, args.seconds))
+            runs[kind].append(_round(kind, args.seconds, args.prefill))
     rps_ratios = [
         s["rps"] / b["rps"] for b, s in zip(runs["baseline"], runs["skinfix"], strict=True)
     ]
@@ -181,6 +227,7 @@ def main() -> None:
 
     print(
         f"{CLIENTS} keep-alive clients, POST create + GET run, {args.seconds:g} s x {args.rounds}"
+        + (f", {args.prefill} runs stored first" if args.prefill else "")
     )
     print(
         f"{'server (median of rounds)':<34} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
@@ -199,11 +246,23 @@ def main() -> None:
     print(f"req/s ratio skinfix / baseline (median of paired rounds): {ratio:.2f}")
     print(f"CPU-cost ratio baseline / skinfix (median of paired rounds): {cpu_ratio:.2f}")
     print(f"one busy core would serve about {capacity:.0f} req/s of this mix (1 / CPU per request)")
+    listing = {
+        key: statistics.median(row[key] for row in runs["skinfix"])
+        for key in ("list_newest_50_ms", "client_ref_eq_ms")
+        if args.prefill
+    }
+    if listing:
+        print(
+            f"with {args.prefill} runs stored: newest 50 listed in {listing['list_newest_50_ms']:.1f}"
+            f" ms, one client_ref.EQ lookup in {listing['client_ref_eq_ms']:.1f} ms (medians)"
+        )
 
     report = {
         "benchmark": "server_rps",
         "clients": CLIENTS,
         "seconds_per_round": args.seconds,
+        "prefill": args.prefill,
+        "listing_ms_with_prefill": listing,
         "rounds": runs,
         "median": median,
         "rps_ratio_to_baseline": round(ratio, 3),
@@ -217,8 +276,9 @@ def main() -> None:
         },
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "server_rps.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {RESULTS / 'server_rps.json'}")
+    name = f"server_rps_prefill_{args.prefill}.json" if args.prefill else "server_rps.json"
+    (RESULTS / name).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {RESULTS / name}")
 
 
 if __name__ == "__main__":

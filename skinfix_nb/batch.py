@@ -758,7 +758,10 @@ class Batch:
         loop = asyncio.get_running_loop()
         timeout = None if deadline is None else max(0.0, deadline - loop.time())
         try:
-            await asyncio.wait_for(event.wait(), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+            # that lands as the event fires, and the batch then never stops on Ctrl-C
+            async with asyncio.timeout(timeout):
+                await event.wait()
         except TimeoutError:
             return
         event.clear()
@@ -915,7 +918,8 @@ class Batch:
                 self._changed.clear()
                 wake = due if deadline is None else min(due, deadline)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), wake - now)
+                    async with asyncio.timeout(wake - now):
+                        await self._changed.wait()
                 continue
             last_poll = loop.time()
             await self._poll_once(pending)

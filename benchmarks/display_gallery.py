@@ -63,7 +63,7 @@ def measure() -> dict[str, object]:
     from PIL import Image, ImageFilter
 
     import skinfix_nb
-    from skinfix_nb.display.gallery import Gallery
+    from skinfix_nb.display.gallery_grid import Gallery
     from skinfix_nb.images import open_image, thumbnail
     from skinfix_nb.local import serve
 

@@ -429,14 +429,14 @@ class SkinFixAccessor:
     # -- looking at results -----------------------------------------------------------
 
     def gallery(self, **options: Any) -> Any:
-        """Before/after thumbnails of the frame's runs (``skinfix_nb.display.gallery``)."""
-        from skinfix_nb.display.gallery import gallery
+        """Before/after thumbnails of the frame's runs (``skinfix_nb.display.gallery_grid``)."""
+        from skinfix_nb.display.gallery_grid import gallery
 
         return gallery(self._obj, **options)
 
     def review(self, **options: Any) -> Any:
-        """Step through results and label them (``skinfix_nb.display.review``)."""
-        from skinfix_nb.display.review import review
+        """Step through results and label them (``skinfix_nb.display.review_widget``)."""
+        from skinfix_nb.display.review_widget import review
 
         return review(self._obj, **options)
 

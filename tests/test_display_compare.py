@@ -17,7 +17,7 @@ from PIL import Image
 
 import skinfix_nb
 from skinfix_nb import SkinFix
-from skinfix_nb.display.compare import Comparison, compare
+from skinfix_nb.display.comparison import Comparison, compare
 from skinfix_nb.display.interactive import InteractiveComparison
 from skinfix_nb.local import LocalServer
 from skinfix_nb.models import Run

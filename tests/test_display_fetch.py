@@ -16,7 +16,7 @@ from PIL import Image
 
 import skinfix_nb
 from skinfix_nb import SkinFix
-from skinfix_nb.display.compare import compare
+from skinfix_nb.display.comparison import compare
 from skinfix_nb.display.fetch import ImageFetcher
 from skinfix_nb.errors import APIError, ImageTooLargeError, InvalidImageError
 from skinfix_nb.local import LocalServer

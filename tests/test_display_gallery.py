@@ -10,7 +10,7 @@ import pytest
 
 import skinfix_nb
 from skinfix_nb import SkinFix
-from skinfix_nb.display.gallery import gallery
+from skinfix_nb.display.gallery_grid import gallery
 from skinfix_nb.display.interactive import InteractiveComparison
 from skinfix_nb.local import LocalServer
 from tests.conftest import FAKE_KEY

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from skinfix_nb import labels
-from skinfix_nb.display.review import ReviewGrid, ReviewWidget, review
+from skinfix_nb.display.review_widget import ReviewGrid, ReviewWidget, review
 from skinfix_nb.quality import qa_frame
 
 # ipywidgets 7.7 (Colab's) builds its comms through ipykernel's deprecated Comm class

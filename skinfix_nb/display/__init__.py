@@ -10,16 +10,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from skinfix_nb.display.compare import compare
-    from skinfix_nb.display.gallery import gallery
+    from skinfix_nb.display.comparison import compare
+    from skinfix_nb.display.gallery_grid import gallery
     from skinfix_nb.display.upload import upload_form
 
 __all__ = ["compare", "gallery", "review", "upload_form"]
 
 _MODULES = {
-    "compare": "skinfix_nb.display.compare",
-    "gallery": "skinfix_nb.display.gallery",
-    "review": "skinfix_nb.display.review",
+    "compare": "skinfix_nb.display.comparison",
+    "gallery": "skinfix_nb.display.gallery_grid",
+    "review": "skinfix_nb.display.review_widget",
     "upload_form": "skinfix_nb.display.upload",
 }
 

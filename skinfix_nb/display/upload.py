@@ -17,7 +17,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from skinfix_nb.display.compare import Comparison
+from skinfix_nb.display.comparison import Comparison
 from skinfix_nb.display.markup import FONT, format_cost, format_duration
 from skinfix_nb.display.pair import make_pair
 from skinfix_nb.display.widgets_compat import UploadedFile, uploaded_files

@@ -33,7 +33,7 @@ class Faults:
     failure_rate : float
         Share of runs that end ``failed`` (``PROVIDER_ERROR``, not billed).
     error_rate : float
-        Share of API requests answered ``503 SERVICE_UNAVAILABLE`` before doing anything.
+        Share of API requests answered ``500 INTERNAL_ERROR`` before doing anything.
     rate_limit_rate : float
         Share of API requests answered ``429 RATE_LIMITED`` before doing anything.
     retry_after : float or None

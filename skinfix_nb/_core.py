@@ -51,6 +51,7 @@ DEFAULT_MODEL = "runflow/skin-fix"
 DEFAULT_TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=60.0, pool=60.0)
 UPLOAD_TIMEOUT = 120.0
 MAX_CLIENT_REF = 255
+RUNS_PATH = "/v1/runs"
 
 T = TypeVar("T")
 
@@ -335,7 +336,7 @@ def _list_call(
         params["pq"] = cursor
     if sort_by:
         params["sort_by"] = sort_by
-    return Call("GET", "/v1/runs", params=params)
+    return Call("GET", RUNS_PATH, params=params)
 
 
 def _newest_with_ref(page: RunPage, client_ref: str) -> Run | None:

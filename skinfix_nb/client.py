@@ -32,6 +32,7 @@ from skinfix_nb._core import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     DEFAULT_TIMEOUT,
+    RUNS_PATH,
     Call,
     ClientCore,
     Op,
@@ -83,6 +84,11 @@ class _BearerAuth(httpx.Auth):
     @property
     def api_key(self) -> str:
         return self._header.removeprefix("Bearer ")
+
+    @property
+    def header(self) -> str:
+        """The ``Authorization`` header value."""
+        return self._header
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = self._header
@@ -191,6 +197,62 @@ class _ClientBase(ClientCore):
     def _auth_for(call: Call) -> httpx.Auth | httpx._client.UseClientDefault | None:
         # None means "no Authorization header": presigned upload URLs carry their own
         return httpx.USE_CLIENT_DEFAULT if call.authenticated else None
+
+
+class _DirectSender:
+    """Sends a :class:`Call` straight to an explicitly given async transport.
+
+    With its own ``transport=`` an ``httpx.AsyncClient`` mounts no proxies, follows no
+    redirects here and has no hooks, so its per-request machinery (URL merging, the auth
+    flow, the cookie jar) only costs CPU: about 0.1 ms a request, most of a batch's client
+    time. The request sent is the one ``build_request`` would make: the client's default
+    headers, the key unless the call is unauthenticated, the call's own headers, the
+    client's timeouts.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
+        *,
+        base_url: str,
+        fixed_paths: tuple[str, ...],
+    ) -> None:
+        self._transport = transport
+        self._base_url = base_url
+        self._headers = list(http.headers.multi_items())
+        self._timeout = http.timeout.as_dict()
+        # URLs of the paths every batch request uses (create, list), parsed once
+        self._urls = {path: httpx.URL(base_url + path) for path in fixed_paths}
+
+    def _url(self, url: str) -> httpx.URL:
+        if "://" in url:
+            return httpx.URL(url)
+        return self._urls.get(url) or httpx.URL(self._base_url + url)
+
+    async def send(self, call: Call, authorization: str) -> httpx.Response:
+        headers = list(self._headers)
+        if call.authenticated:
+            headers.append(("Authorization", authorization))
+        headers.extend(call.headers.items())
+        timeout = self._timeout if call.timeout is None else httpx.Timeout(call.timeout).as_dict()
+        request = httpx.Request(
+            call.method,
+            self._url(call.url),
+            params=call.params,
+            headers=headers,
+            content=call.content,
+            json=call.json if call.content is None else None,
+            extensions={"timeout": timeout},
+        )
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
 
 
 class SkinFix(_ClientBase):
@@ -487,6 +549,16 @@ class AsyncSkinFix(_ClientBase):
         )
         self._sleep = sleep
         self._http = httpx.AsyncClient(transport=transport, **self._http_options)
+        self._direct = (
+            _DirectSender(
+                self._http,
+                transport,
+                base_url=self.base_url,
+                fixed_paths=(self._runs_path, RUNS_PATH),
+            )
+            if transport is not None
+            else None
+        )
 
     async def _drive(self, op: Op[T]) -> T:
         reply: httpx.Response | None = None
@@ -501,13 +573,18 @@ class AsyncSkinFix(_ClientBase):
                 if isinstance(action, Sleep):
                     await self._sleep(action.seconds)
                     continue
-                request = self._http.build_request(**self._request_options(action))
                 try:
-                    reply = await self._http.send(request, auth=self._auth_for(action))
+                    reply = await self._send_call(action)
                 except httpx.RequestError as exc:  # no usable answer
                     failure = exc
         finally:
             op.close()
+
+    async def _send_call(self, call: Call) -> httpx.Response:
+        if self._direct is not None:
+            return await self._direct.send(call, self._auth.header)
+        request = self._http.build_request(**self._request_options(call))
+        return await self._http.send(request, auth=self._auth_for(call))
 
     async def submit(
         self,

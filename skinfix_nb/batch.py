@@ -18,6 +18,7 @@ import contextlib
 import ipaddress
 import math
 import queue
+import re
 import statistics
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -109,6 +110,9 @@ _CALLBACK_GRACE_S = 5.0  # with callbacks, a run is polled only this long after 
 
 # -- row checks --------------------------------------------------------------------------
 
+# ``\s`` matches exactly what str.isspace() calls whitespace, Unicode included
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
 
 @dataclass(frozen=True)
 class RowCheck:
@@ -139,7 +143,7 @@ def check_image_url(value: object, *, https_only: bool) -> RowCheck:
     if not url:
         return RowCheck(None, "empty string: expected an image URL")
     upload_hint = "upload the file first with client.upload(path) and use the URL it returns"
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+    if _SPACE_OR_CONTROL.search(url):
         return RowCheck(
             None, f"not a URL (contains whitespace or control characters): {_describe(url)}"
         )

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeGuard
 
 from skinfix_nb.errors import redact_url
 
@@ -99,9 +99,9 @@ class Run:
             raise TypeError(f"a run is a JSON object; got {type(data).__name__}")
         status = normalize_status(data.get("status_code", data.get("status")))
         input_ = _dict(data.get("input"))
-        output = data.get("output") if isinstance(data.get("output"), Mapping) else None
-        output_dict = dict(output) if output is not None else None
-        outputs = [dict(o) for o in _list(_get(output_dict, "outputs")) if isinstance(o, Mapping)]
+        output = data.get("output")
+        output_dict = dict(output) if _is_mapping(output) else None
+        outputs = [dict(o) for o in _list(_get(output_dict, "outputs")) if _is_mapping(o)]
         failure_code, failure_message = _failure(data, output_dict, status)
         return cls(
             id=_str(data.get("id", data.get("run_id"))),
@@ -170,11 +170,9 @@ class RunPage:
     def from_json(cls, data: object) -> RunPage:
         """Read ``{items, next}`` (or ``next_pq``); a bare list is taken as the items."""
         if isinstance(data, list):
-            return cls([Run.from_json(item) for item in data if isinstance(item, Mapping)])
+            return cls([Run.from_json(item) for item in data if _is_mapping(item)])
         body = _dict(data)
-        items = [
-            Run.from_json(item) for item in _list(body.get("items")) if isinstance(item, Mapping)
-        ]
+        items = [Run.from_json(item) for item in _list(body.get("items")) if _is_mapping(item)]
         return cls(items, _str(body.get("next", body.get("next_pq"))))
 
     def __iter__(self) -> Iterator[Run]:
@@ -188,8 +186,13 @@ def _get(mapping: Mapping[str, Any] | None, key: str) -> Any:
     return mapping.get(key) if mapping is not None else None
 
 
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    # a JSON object is a dict: the exact type check spares the slower ABC check
+    return type(value) is dict or (value is not None and isinstance(value, Mapping))
+
+
 def _dict(value: object) -> dict[str, Any]:
-    return dict(value) if isinstance(value, Mapping) else {}
+    return dict(value) if _is_mapping(value) else {}
 
 
 def _list(value: object) -> list[Any]:
@@ -197,6 +200,8 @@ def _list(value: object) -> list[Any]:
 
 
 def _str(value: object) -> str | None:
+    if type(value) is str:
+        return value or None
     if value is None or isinstance(value, bool | Mapping | list):
         return None
     text = str(value)
@@ -267,7 +272,7 @@ def _failure(
     if code or message:
         return code, message
     for candidate in (data.get("error"), output if status in FAILED_STATUSES else None):
-        if isinstance(candidate, Mapping):
+        if _is_mapping(candidate):
             code, message = _str(candidate.get("code")), _str(candidate.get("message"))
             if code or message:
                 return code, message

@@ -12,10 +12,10 @@ HTTP client, no event loop); importing it registers the ``df.skinfix`` accessor.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from skinfix_nb import _lazy
 from skinfix_nb import accessor as _accessor  # noqa: F401  (registers df.skinfix)
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ _LAZY: dict[str, str] = {
     "connect_async": "skinfix_nb.client",
     "enable_nested_loops": "skinfix_nb.loops",
     "gallery": "skinfix_nb.display.gallery_grid",
+    "local": "skinfix_nb.local",
     "parse_callback": "skinfix_nb.callbacks",
     "retouch": "skinfix_nb.local.engine",
     "review": "skinfix_nb.display.review_widget",
@@ -139,15 +140,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name == "local":
-        return importlib.import_module("skinfix_nb.local")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'skinfix_nb' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.loader("skinfix_nb", _LAZY, globals())
 
 
 def __dir__() -> list[str]:

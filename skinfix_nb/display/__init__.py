@@ -6,8 +6,9 @@ imports before every view module is present.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from skinfix_nb import _lazy
 
 if TYPE_CHECKING:
     from skinfix_nb.display.comparison import compare
@@ -24,13 +25,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'skinfix_nb.display' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.loader("skinfix_nb.display", _MODULES, globals())
 
 
 def __dir__() -> list[str]:

@@ -17,8 +17,9 @@ HTTP code, and starting a server loads no image code until the first run.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from skinfix_nb import _lazy
 
 if TYPE_CHECKING:
     from skinfix_nb.local.server import LocalServer, serve, shared_server
@@ -34,13 +35,7 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'skinfix_nb.local' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy.loader("skinfix_nb.local", _HOME, globals())
 
 
 def __dir__() -> list[str]:

@@ -222,7 +222,8 @@ class SkinFixAccessor:
         the most it would cost. Makes no request; without ``client`` it assumes the API
         ``RUNFLOW_API_KEY`` points at (https only) when that is set, else the local backend.
         """
-        from skinfix_nb.batch import column_values, estimate_rows, is_loopback_url
+        from skinfix_nb._urls import is_loopback_url
+        from skinfix_nb.batch import column_values, estimate_rows
         from skinfix_nb.client import DEFAULT_BASE_URL, DEFAULT_MODEL, resolve_api_key
         from skinfix_nb.ledger import Ledger
         from skinfix_nb.local.server import shared_server_url

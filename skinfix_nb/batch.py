@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import math
 import queue
 import re
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from skinfix_nb._urls import is_loopback_url
 from skinfix_nb.errors import (
     APIConnectionError,
     APIError,
@@ -64,7 +64,6 @@ __all__ = [
     "check_image_url",
     "estimate_rows",
     "fetch_runs",
-    "is_loopback_url",
     "refresh_columns",
     "result_frame",
 ]
@@ -181,17 +180,6 @@ def _is_missing(value: object) -> bool:
     except (TypeError, ValueError, ArithmeticError):
         return False
     return bool(missing) if isinstance(missing, bool) else False
-
-
-def is_loopback_url(url: str) -> bool:
-    """True for ``http(s)://127.0.0.1``, ``localhost`` and ``[::1]`` base URLs."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- the plan ----------------------------------------------------------------------------

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from skinfix_nb._urls import is_loopback_url
 from skinfix_nb.batch import (
     INVALID,
     NOT_SUBMITTED,
     SUBMIT_ERROR,
     Batch,
     check_image_url,
-    is_loopback_url,
 )
 from skinfix_nb.client import AsyncSkinFix, RetryPolicy
 from skinfix_nb.ledger import Ledger, client_ref_for

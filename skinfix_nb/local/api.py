@@ -11,7 +11,6 @@ import contextvars
 import dataclasses
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from skinfix_nb._urls import is_loopback_host
 from skinfix_nb.local.backend import MAX_IMAGE_BYTES, MODEL, Backend, now_iso
 from skinfix_nb.local.query import (
     Filter,
@@ -273,21 +273,12 @@ def _url_problem(url: str, *, strict_https: bool, field: str) -> str | None:
     if parts.scheme == "http" and field == "image_url":
         if strict_https:
             return "media URL must use HTTPS, got 'http'"
-        if not _is_loopback(host):
+        if not is_loopback_host(host):
             return (
                 "media URL must use HTTPS (plain http is accepted only for 127.0.0.1/localhost); "
                 "upload the file first with POST /v1/asset-uploads"
             )
     return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _validate_create(body: dict[str, Any], *, strict_https: bool) -> dict[str, Any]:

@@ -381,6 +381,9 @@ class ThreadedClient:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="skinfix-nb")
         self.model = client.model
         self.base_url = client.base_url
+        # Set by the worker thread that meets a 402, so the other workers stop creating at
+        # once instead of after the answer has travelled back to the event loop.
+        self._refused: InsufficientCreditError | None = None
 
     async def _call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -396,13 +399,22 @@ class ThreadedClient:
         idempotency_key: str | None = None,
     ) -> Run:
         return await self._call(
-            self._client.submit,
+            self._submit_unless_refused,
             image_url,
             metadata=metadata,
             callback_url=callback_url,
             client_ref=client_ref,
             idempotency_key=idempotency_key,
         )
+
+    def _submit_unless_refused(self, image_url: str, **options: Any) -> Run:
+        if self._refused is not None:
+            raise self._refused
+        try:
+            return self._client.submit(image_url, **options)
+        except InsufficientCreditError as exc:
+            self._refused = exc
+            raise
 
     async def get(self, run: Run | str) -> Run:
         return await self._call(self._client.get, run)

@@ -16,8 +16,9 @@ machine is noisy (the load generator competes for the same cores), so the server
 process's CPU time per request is measured too: its ratio is the steadier figure.
 
 ``--prefill N`` creates N runs in each server before the measured rounds (each with its own
-``client_ref``) and adds two listing figures (the newest 50, and one ``client_ref.EQ``
-lookup), to show whether the store slows down as it grows.
+``client_ref``) and adds three listing figures (the newest 50, one ``client_ref.EQ``
+lookup, and a batch poll: ``created_at>=`` a recent moment), to show whether the store
+slows down as it grows.
 
 Goal: both ratios >= 0.3 (the API does real work per request: auth, JSON validation, a
 UUIDv7, a run record and a task per run, a request log entry).
@@ -98,11 +99,22 @@ async def _prefill(session: aiohttp.ClientSession, url: str, count: int) -> None
 
 
 async def _listing_ms(session: aiohttp.ClientSession, url: str, count: int) -> dict[str, float]:
-    """Median milliseconds of a newest-50 listing and of a client_ref lookup."""
+    """Median milliseconds of a newest-50 listing, a client_ref lookup and a batch poll.
+
+    The batch poll is what ``df.skinfix`` sends: the runs created after a recent moment
+    (here the 50th newest run's ``created_at``), with ``fields=``.
+    """
     figures: dict[str, float] = {}
+    async with session.get(url + "/v1/runs", params={"limit": "50"}) as response:
+        since = (await response.json())["items"][-1]["created_at"]
     queries = {
         "list_newest_50_ms": {"limit": "50"},
         "client_ref_eq_ms": {"q": f"client_ref.EQ:'p{count // 2}'", "limit": "1"},
+        "poll_window_ms": {
+            "q": f"created_at>={since}",
+            "limit": "500",
+            "fields": "id,status_code,client_ref,output,cost,created_at,completed_at",
+        },
     }
     for name, params in queries.items():
         times = []
@@ -248,13 +260,14 @@ def main() -> None:
     print(f"one busy core would serve about {capacity:.0f} req/s of this mix (1 / CPU per request)")
     listing = {
         key: statistics.median(row[key] for row in runs["skinfix"])
-        for key in ("list_newest_50_ms", "client_ref_eq_ms")
+        for key in ("list_newest_50_ms", "client_ref_eq_ms", "poll_window_ms")
         if args.prefill
     }
     if listing:
         print(
             f"with {args.prefill} runs stored: newest 50 listed in {listing['list_newest_50_ms']:.1f}"
-            f" ms, one client_ref.EQ lookup in {listing['client_ref_eq_ms']:.1f} ms (medians)"
+            f" ms, one client_ref.EQ lookup in {listing['client_ref_eq_ms']:.1f} ms, a batch poll"
+            f" of the newest runs by created_at in {listing['poll_window_ms']:.1f} ms (medians)"
         )
 
     report = {

@@ -373,6 +373,14 @@ def test_indexed_creation_order_listing_matches_a_full_sort() -> None:
             "status_code:running",
             some,
             f"created_at>={stored[20]['created_at']}",
+            # creation windows are bisected, not scanned: strict and inclusive bounds,
+            # both ends, an exact time (runs made in one millisecond share it), with an index
+            f"created_at>{stored[20]['created_at']}",
+            f"created_at<={stored[25]['created_at']}",
+            f"created_at<{stored[25]['created_at']}",
+            f"created_at>{stored[5]['created_at']} AND created_at<={stored[33]['created_at']}",
+            f"created_at={stored[12]['created_at']}",
+            f"client_ref:r3 AND created_at>={stored[10]['created_at']}",
         ):
             filters = parse_q(q)
             for direction in ("desc", "asc"):

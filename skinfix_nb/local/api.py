@@ -27,6 +27,7 @@ from skinfix_nb.local.backend import MAX_IMAGE_BYTES, MODEL, Backend, now_iso
 from skinfix_nb.local.query import (
     Filter,
     QueryError,
+    creation_window,
     decode_cursor,
     encode_cursor,
     page,
@@ -472,11 +473,14 @@ def _page_by_creation(
             narrow["status"] = term.values[0]
         elif term.field == "id" and term.op in ("=", "in"):
             narrow["ids"] = term.values
+    created_from, created_to = creation_window(filters)
     found = backend.store.runs_in_creation_order(
         keep=lambda run: all(term.matches(run) for term in filters),
         newest_first=newest_first,
         after=(after[0], after[1]) if after is not None else None,
         limit=limit + 1,
+        created_from=created_from,
+        created_to=created_to,
         **narrow,
     )
     items = found[:limit]

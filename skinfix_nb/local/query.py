@@ -153,6 +153,25 @@ def parse_q(q: str) -> list[Filter]:
     return filters
 
 
+def creation_window(filters: Sequence[Filter]) -> tuple[datetime | None, datetime | None]:
+    """The widest ``created_at`` window the filters allow, bounds included (None: open).
+
+    Lets a listing bisect the store's creation order instead of testing every run; the
+    filters themselves still decide strict bounds.
+    """
+    since: datetime | None = None
+    until: datetime | None = None
+    for term in filters:
+        if term.field != "created_at" or term.op not in (">", ">=", "<", "<=", "="):
+            continue
+        bound = _parse_time(term.values[0])
+        if term.op in (">", ">=", "="):
+            since = bound if since is None else max(since, bound)
+        if term.op in ("<", "<=", "="):
+            until = bound if until is None else min(until, bound)
+    return since, until
+
+
 def _split_and(q: str) -> list[str]:
     """Split on ``AND`` outside quotes."""
     terms, start = [], 0

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -131,13 +132,17 @@ class Store:
         client_ref: str | None = None,
         status: str | None = None,
         ids: Sequence[str] | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` snapshots of runs that ``keep`` accepts, in creation order.
 
         ``after`` is the ``(created_at, id)`` of the last run already seen: the walk starts
         just past it. ``client_ref``, ``status`` and ``ids`` narrow the walk to the runs
-        with that ref, that status or those ids (an index, no scan); ``keep`` still sees
-        every run returned.
+        with that ref, that status or those ids (an index, no scan); ``created_from`` and
+        ``created_to`` (inclusive) narrow it to a creation window by bisection, so a
+        poll for recent runs does not walk every older one. ``keep`` still sees every
+        run returned.
         """
         with self._lock:
             candidates: Sequence[str] = self._order
@@ -149,21 +154,25 @@ class Store:
                     candidates = sorted(narrowed)
             if ids is not None and len(ids) < len(candidates):
                 candidates = sorted(set(ids) & self._runs.keys())
-            start, stop, step = 0, len(candidates), 1
-            if after is not None:
 
-                def position(run_id: str) -> tuple[str, str]:
-                    return (self._runs[run_id]["created_at"], run_id)
+            def created(run_id: str) -> datetime:
+                return datetime.fromisoformat(self._runs[run_id]["created_at"])
 
-                if newest_first:
-                    start = bisect.bisect_left(candidates, after, key=position) - 1
-                    stop, step = -1, -1
-                else:
-                    start = bisect.bisect_right(candidates, after, key=position)
-            elif newest_first:
-                start, stop, step = len(candidates) - 1, -1, -1
+            def position(run_id: str) -> tuple[str, str]:
+                return (self._runs[run_id]["created_at"], run_id)
+
+            low, high = 0, len(candidates)
+            if created_from is not None:
+                low = bisect.bisect_left(candidates, created_from, key=created)
+            if created_to is not None:
+                high = bisect.bisect_right(candidates, created_to, key=created)
+            if after is not None and newest_first:
+                high = min(high, bisect.bisect_left(candidates, after, key=position))
+            elif after is not None:
+                low = max(low, bisect.bisect_right(candidates, after, key=position))
+            walk = range(high - 1, low - 1, -1) if newest_first else range(low, high)
             found: list[dict[str, Any]] = []
-            for index in range(start, stop, step):
+            for index in walk:
                 run = self._runs[candidates[index]]
                 if keep(run):
                     found.append(dict(run))

@@ -101,6 +101,7 @@ _MIN_POLL_GAP_S = 0.02
 _MAX_POLL_GAP_S = 5.0
 _BACKOFF = 1.5
 _COALESCE = 0.1  # fraction of a typical run within which due checks are merged
+_BATCHING = 0.01  # fraction of a typical run a poll may wait for more runs to fall due
 _LOOKUP_CONCURRENCY = 8
 _INTERRUPT_GRACE_S = 10.0
 _BUSY_RECHECK_S = 0.05  # how soon to look again at a ref another batch is sending
@@ -917,7 +918,8 @@ class Batch:
                 return
             typical = self._durations.typical()
             min_gap = max(_MIN_POLL_GAP_S, (typical or 0.0) / 20)
-            due = max(min(job.next_check for job in pending), last_poll + min_gap)
+            batching = _BATCHING * (typical or _FIRST_CHECK_S)
+            due = max(_batched_due(pending, batching), last_poll + min_gap)
             if due > now:
                 self._changed.clear()
                 wake = due if deadline is None else min(due, deadline)
@@ -1016,6 +1018,17 @@ _STOP_MESSAGES = {
     "timeout": "not sent: timeout reached before a slot was free",
     "interrupted": "not sent: interrupted; run again to send the rest",
 }
+
+
+def _batched_due(pending: Sequence[_Job], wait: float) -> float:
+    """When to poll: the latest check due within ``wait`` of the earliest one.
+
+    Runs sent in one burst fall due a few milliseconds apart. Waiting that long for the
+    last of them lets one poll see them all, where polling at each due time would cost
+    a request (and a listing to parse) per run and split the burst for good.
+    """
+    first = min(job.next_check for job in pending)
+    return max(check for job in pending if (check := job.next_check) <= first + wait)
 
 
 def _duration_s(run: Run, job: _Job, now: float) -> float:

@@ -18,6 +18,8 @@ from skinfix_nb.batch import (
     NOT_SUBMITTED,
     SUBMIT_ERROR,
     Batch,
+    _batched_due,
+    _Job,
     check_image_url,
 )
 from skinfix_nb.client import AsyncSkinFix, RetryPolicy
@@ -334,3 +336,15 @@ async def test_callback_receiver_replaces_polling(
     assert out["cost"] == [pytest.approx(0.12)] * 20  # Runflow's price: callbacks carry none
     assert all(run["callback_url"] == callback_url for run in fast_server.runs())
     assert not [r for r in fast_server.requests if r.method == "GET"]  # nothing was late
+
+
+def test_a_poll_waits_briefly_for_runs_sent_in_the_same_burst() -> None:
+    def job(next_check: float) -> _Job:
+        return _Job(
+            url="u", url_key="k", client_ref="r", generation=0, rows=[0], next_check=next_check
+        )
+
+    burst = [job(10.000), job(10.001), job(10.003), job(10.030)]
+    assert _batched_due(burst, wait=0.005) == 10.003  # the burst, not the run due later
+    assert _batched_due(burst, wait=0.0) == 10.000  # no waiting: the first due run
+    assert _batched_due(burst[::-1], wait=0.05) == 10.030  # order does not matter

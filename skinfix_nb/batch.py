@@ -983,16 +983,18 @@ class Batch:
         return typical or _FIRST_CHECK_S
 
     async def _listen(self, receiver: CallbackReceiver) -> None:
-        """Take completions from the callback receiver as they arrive."""
+        """Take completions from the callback receiver as they arrive, all waiting at once."""
         loop = asyncio.get_running_loop()
         while True:
-            event = await asyncio.to_thread(_next_event, receiver.events, 0.25)
-            if event is None:
-                continue
-            job = self._pending.get(event.run_id)
-            if job is None or not event.run.is_terminal:
-                continue
-            self._apply([job], {event.run_id: _billed(event.run)}, now=loop.time())
+            arrived = await asyncio.to_thread(_next_events, receiver.events, 0.25)
+            seen = {
+                event.run_id: _billed(event.run)
+                for event in arrived
+                if event.run_id in self._pending and event.run.is_terminal
+            }
+            if seen:
+                jobs = [self._pending[run_id] for run_id in seen]
+                self._apply(jobs, seen, now=loop.time())
 
     def _backoff(self, job: _Job, now: float, typical: float | None) -> None:
         base = 0.1 * typical if typical else _FIRST_CHECK_S
@@ -1040,11 +1042,21 @@ def _duration_s(run: Run, job: _Job, now: float) -> float:
     return now - job.submitted_at if job.submitted_at is not None else 0.0
 
 
-def _next_event(events: queue.Queue[CallbackEvent], timeout: float) -> CallbackEvent | None:
+def _next_events(events: queue.Queue[CallbackEvent], timeout: float) -> list[CallbackEvent]:
+    """Every event waiting now, else the first to arrive within ``timeout`` (else none).
+
+    Callbacks of runs sent together arrive together; taking them in one hop to the event
+    loop costs one thread hand-over and one ledger write for all of them.
+    """
     try:
-        return events.get(timeout=timeout)
+        arrived = [events.get(timeout=timeout)]
     except queue.Empty:
-        return None
+        return []
+    while True:
+        try:
+            arrived.append(events.get_nowait())
+        except queue.Empty:
+            return arrived
 
 
 def _billed(run: Run) -> Run:

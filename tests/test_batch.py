@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import queue
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from decimal import Decimal
@@ -20,8 +21,10 @@ from skinfix_nb.batch import (
     Batch,
     _batched_due,
     _Job,
+    _next_events,
     check_image_url,
 )
+from skinfix_nb.callbacks import CallbackEvent
 from skinfix_nb.client import AsyncSkinFix, RetryPolicy
 from skinfix_nb.ledger import Ledger, client_ref_for
 from skinfix_nb.local import LocalServer, serve
@@ -348,3 +351,11 @@ def test_a_poll_waits_briefly_for_runs_sent_in_the_same_burst() -> None:
     assert _batched_due(burst, wait=0.005) == 10.003  # the burst, not the run due later
     assert _batched_due(burst, wait=0.0) == 10.000  # no waiting: the first due run
     assert _batched_due(burst[::-1], wait=0.05) == 10.030  # order does not matter
+
+
+def test_callbacks_waiting_together_reach_the_batch_in_one_hand_over() -> None:
+    events: queue.Queue[CallbackEvent] = queue.Queue()
+    for number in range(3):
+        events.put(CallbackEvent.from_json({"run_id": f"run-{number}", "status": "succeeded"}))
+    assert [event.run_id for event in _next_events(events, 1.0)] == ["run-0", "run-1", "run-2"]
+    assert _next_events(events, 0.01) == []  # nothing waiting: back empty-handed after timeout

@@ -1,14 +1,15 @@
 """The HTML card a :class:`~skinfix_nb.models.Run` shows in Jupyter.
 
-A repr must be cheap and must never raise: images are fetched once with a short timeout
-and a byte cap, turned into small embedded thumbnails (so the notebook survives the
-expiry of presigned URLs), cached per URL, and replaced by a plain link whenever anything
-goes wrong. No credentials are ever sent with these fetches.
+A repr must be cheap and must never raise: images go through the display helpers'
+fetcher (no credentials sent, safe decoding, thumbnails cached on disk) with a short
+timeout and a byte cap, are embedded as small thumbnails (so the notebook survives the
+expiry of presigned URLs), and are replaced by a plain link whenever anything goes wrong.
 """
 
 from __future__ import annotations
 
 import html
+import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ import httpx
 from skinfix_nb.errors import redact_url
 
 if TYPE_CHECKING:
+    from skinfix_nb.display.fetch import ImageFetcher
     from skinfix_nb.models import Run
 
 THUMB_SIDE = 160
@@ -68,31 +70,29 @@ def _figure(label: str, url: str) -> str:
 
 @lru_cache(maxsize=128)
 def thumbnail_data_uri(url: str) -> str | None:
-    """A small JPEG data URI of the image at ``url``, or None if it cannot be had cheaply."""
-    try:
-        from skinfix_nb.images import open_image, to_data_uri
-    except ImportError:
+    """A small data URI of the image at ``url``, or None if it cannot be had cheaply.
+
+    Only ``http(s)`` URLs are fetched: a run's URLs come from a server, and a repr must
+    not read local files a hostile answer names.
+    """
+    if not url.startswith(("http://", "https://")):
         return None
     try:
-        data = _fetch(url)
-        if data is None:
-            return None
-        return to_data_uri(open_image(data), max_side=THUMB_SIDE)
+        return _fetcher().thumbnail(url, max_side=THUMB_SIDE).data_uri
     except Exception:  # a repr must never raise, whatever the image or the network does
         return None
 
 
-def _fetch(url: str) -> bytes | None:
-    if not url.startswith(("http://", "https://")):
-        return None
-    with httpx.stream("GET", url, timeout=FETCH_TIMEOUT, follow_redirects=True) as response:
-        if response.status_code != 200:
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():
-            size += len(chunk)
-            if size > MAX_FETCH_BYTES:
-                return None
-            chunks.append(chunk)
-    return b"".join(chunks)
+_card_fetcher: ImageFetcher | None = None
+_card_fetcher_lock = threading.Lock()
+
+
+def _fetcher() -> ImageFetcher:
+    """One fetcher for every card, made on first use (display imports Pillow)."""
+    global _card_fetcher
+    from skinfix_nb.display.fetch import ImageFetcher
+
+    with _card_fetcher_lock:
+        if _card_fetcher is None:
+            _card_fetcher = ImageFetcher(timeout=FETCH_TIMEOUT, max_bytes=MAX_FETCH_BYTES)
+        return _card_fetcher

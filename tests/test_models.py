@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
 from skinfix_nb import _run_html
@@ -219,7 +220,7 @@ def test_html_card_shows_status_cost_duration_and_embedded_thumbnails(server: Lo
     assert "$0.12" in card
     assert "2.5 s" in card
     assert "r&lt;1&gt;" in card  # escaped
-    assert card.count('src="data:image/jpeg;base64,') == 2
+    assert card.count('src="data:image/') == 2
 
 
 def test_html_card_degrades_to_links_and_never_raises(server: LocalServer) -> None:
@@ -238,3 +239,15 @@ def test_html_card_degrades_to_links_and_never_raises(server: LocalServer) -> No
     assert "<script>" not in card
     assert card.count("<a href=") == 2
     assert ">http://127.0.0.1:9/unreachable.jpg?…</a>" in card
+
+
+def test_html_card_thumbnails_outlive_an_expired_presigned_url(server: LocalServer) -> None:
+    _run_html.thumbnail_data_uri.cache_clear()
+    url = server.serve_file(SAMPLES / "grace_hopper.jpg")
+    fresh = Run.from_json({"id": "r3", "status_code": "succeeded", "input": {"image_url": url}})
+    assert fresh._repr_html_().count('src="data:image/') == 1
+    _run_html.thumbnail_data_uri.cache_clear()  # as after a kernel restart
+    expired = url.split("?")[0] + "?sig=expired"
+    assert httpx.get(expired).status_code == 403
+    card = Run.from_json({"id": "r3", "input": {"image_url": expired}})._repr_html_()
+    assert card.count('src="data:image/') == 1  # from the on-disk thumbnail cache

@@ -41,6 +41,7 @@ from skinfix_nb.errors import (
 from skinfix_nb.images import encode_image, open_image, thumbnail
 
 __all__ = [
+    "DOWNLOAD_TIMEOUT",
     "MAX_DOWNLOAD_BYTES",
     "THUMBNAIL_FORMAT",
     "ImageFetcher",
@@ -62,9 +63,11 @@ MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 THUMBNAIL_FORMAT = "WEBP" if features.check("webp") else "JPEG"
 """Format of cached thumbnails: WebP is about a third smaller than JPEG at equal quality."""
 
+DOWNLOAD_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+"""Default limits of one image download."""
+
 _THUMBNAIL_QUALITY = 85
 _MIME = {"WEBP": "image/webp", "JPEG": "image/jpeg"}
-_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 @dataclass(frozen=True, repr=False)
@@ -98,6 +101,9 @@ class ImageFetcher:
         Where thumbnails are kept; default ``paths.home() / "thumbs"``.
     max_bytes : int
         Largest download accepted.
+    timeout : httpx.Timeout or float
+        Limits of one download (default: 10 s to connect, 30 s to read). A ``Run``'s card
+        in Jupyter uses a short one, so that a slow host never holds up a repr.
     """
 
     def __init__(
@@ -107,12 +113,14 @@ class ImageFetcher:
         http: httpx.Client | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         max_bytes: int = MAX_DOWNLOAD_BYTES,
+        timeout: httpx.Timeout | float = DOWNLOAD_TIMEOUT,
     ) -> None:
         pooled = http if http is not None else _pool_of(client)
         self._owns_http = pooled is None
         self._http = pooled if pooled is not None else _new_pool()
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._max_bytes = max_bytes
+        self._timeout = httpx.Timeout(timeout)
 
     @property
     def cache_dir(self) -> Path:
@@ -196,7 +204,7 @@ class ImageFetcher:
         return result
 
     def _download(self, url: str) -> bytes:
-        request = self._http.build_request("GET", url, timeout=_TIMEOUT)
+        request = self._http.build_request("GET", url, timeout=self._timeout)
         # a client's pool carries the API key (as auth or a default header): storage hosts
         # must never see it, and S3 refuses presigned GETs that also carry Authorization
         request.headers.pop("authorization", None)
@@ -276,7 +284,7 @@ def _pool_of(client: Any) -> httpx.Client | None:
 
 def _new_pool() -> httpx.Client:
     return httpx.Client(
-        timeout=_TIMEOUT,
+        timeout=DOWNLOAD_TIMEOUT,
         limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
         follow_redirects=True,
     )

@@ -9,7 +9,6 @@ expiry of presigned URLs), and are replaced by a plain link whenever anything go
 from __future__ import annotations
 
 import html
-import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,6 @@ import httpx
 from skinfix_nb.errors import redact_url
 
 if TYPE_CHECKING:
-    from skinfix_nb.display.fetch import ImageFetcher
     from skinfix_nb.models import Run
 
 THUMB_SIDE = 160
@@ -78,21 +76,9 @@ def thumbnail_data_uri(url: str) -> str | None:
     if not url.startswith(("http://", "https://")):
         return None
     try:
-        return _fetcher().thumbnail(url, max_side=THUMB_SIDE).data_uri
+        from skinfix_nb.display.fetch import ImageFetcher
+
+        with ImageFetcher(timeout=FETCH_TIMEOUT, max_bytes=MAX_FETCH_BYTES) as fetcher:
+            return fetcher.thumbnail(url, max_side=THUMB_SIDE).data_uri
     except Exception:  # a repr must never raise, whatever the image or the network does
         return None
-
-
-_card_fetcher: ImageFetcher | None = None
-_card_fetcher_lock = threading.Lock()
-
-
-def _fetcher() -> ImageFetcher:
-    """One fetcher for every card, made on first use (display imports Pillow)."""
-    global _card_fetcher
-    from skinfix_nb.display.fetch import ImageFetcher
-
-    with _card_fetcher_lock:
-        if _card_fetcher is None:
-            _card_fetcher = ImageFetcher(timeout=FETCH_TIMEOUT, max_bytes=MAX_FETCH_BYTES)
-        return _card_fetcher

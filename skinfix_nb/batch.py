@@ -535,14 +535,16 @@ class _Durations:
     """Observed run durations, to time the next poll for when runs should be done."""
 
     samples: list[float] = field(default_factory=list)
+    _typical: float | None = None
 
     def add(self, seconds: float) -> None:
         if seconds > 0:
             self.samples.append(seconds)
             del self.samples[:-64]
+            self._typical = statistics.median(self.samples)
 
     def typical(self) -> float | None:
-        return statistics.median(self.samples) if self.samples else None
+        return self._typical
 
 
 class Batch:
@@ -629,6 +631,9 @@ class Batch:
         self.stop_reason: str | None = None
         self._durations = _Durations()
         self._changed = asyncio.Event()  # a run became pending, or the work list changed
+        # when the waiting poller looks next: inf while it waits for work, -inf while it
+        # is busy (it sees new runs when it next looks at the pending set)
+        self._poller_wakes_at = -math.inf
         self._slot_freed = asyncio.Event()  # a slot or some budget came free
         self._in_flight = 0
         self._pending: dict[str, _Job] = {}  # run id -> job, for runs not finished yet
@@ -842,8 +847,7 @@ class Batch:
             if self.wait:
                 job.submitted_at = loop.time()
                 job.next_check = job.submitted_at + self._first_check_after()
-                self._pending[job.run_id] = job
-                self._changed.set()
+                self._follow(job)
             elif job.reserved:  # wait=False: the slot was only the POST
                 self._in_flight -= 1
                 self._slot_freed.set()
@@ -864,13 +868,18 @@ class Batch:
         """Follow a run this call did not create (another call made it): no slot, no charge."""
         job.run_id = run_id
         job.reused = True
-        self._pending[str(run_id)] = job
         self.budget.release(job.reserved)
         job.reserved = Decimal(0)
         self._in_flight -= 1
         self._slot_freed.set()
         job.next_check = asyncio.get_running_loop().time()
-        self._changed.set()
+        self._follow(job)
+
+    def _follow(self, job: _Job) -> None:
+        """Poll this run from now on; wake the poller only if it must look sooner than planned."""
+        self._pending[str(job.run_id)] = job
+        if job.next_check < self._poller_wakes_at:
+            self._changed.set()
 
     def _settle(self, job: _Job) -> None:
         """A job is finished: book its cost, free its slot, move the progress bar."""
@@ -910,7 +919,9 @@ class Batch:
             if not pending:
                 if self._all_sent():
                     return
+                self._poller_wakes_at = math.inf
                 await self._wait_for_change(self._changed, deadline)
+                self._poller_wakes_at = -math.inf
                 continue
             now = loop.time()
             if deadline is not None and now >= deadline:
@@ -923,9 +934,11 @@ class Batch:
             if due > now:
                 self._changed.clear()
                 wake = due if deadline is None else min(due, deadline)
+                self._poller_wakes_at = wake
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wake - now):
                         await self._changed.wait()
+                self._poller_wakes_at = -math.inf
                 continue
             last_poll = loop.time()
             await self._poll_once(pending)

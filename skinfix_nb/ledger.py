@@ -212,7 +212,7 @@ class Ledger:
             self._owns_connection = True
         self._conn.execute("PRAGMA busy_timeout = 30000")
         if self.path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(self._conn)
             self._conn.execute("PRAGMA synchronous = NORMAL")
         with self._write() as cur:
             for statement in _SCHEMA.split(";"):
@@ -457,3 +457,23 @@ def _storable(value: object) -> object:
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+def _use_wal(conn: sqlite3.Connection, *, patience: float = 30.0) -> None:
+    """Switch a ledger file to WAL, waiting out other connections doing the same.
+
+    The switch needs the file to itself, and SQLite answers ``database is locked`` at
+    once, without its busy timeout, while another connection holds it: two kernels (or
+    dask partitions in threads) opening a new ledger together would otherwise fail.
+    """
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.2)

@@ -6,7 +6,9 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,20 @@ def test_junk_numbers_from_the_api_are_stored_as_unknown(ledger: Ledger) -> None
         assert entry.duration_ms is None
     finally:
         release_owner(owner)
+
+
+def _open_together(barrier: threading.Barrier, path: Path) -> Ledger:
+    barrier.wait()
+    return Ledger(path)
+
+
+def test_many_openers_of_a_new_ledger_file_at_once_all_get_it(tmp_path: Path) -> None:
+    # dask partitions in threads (or kernels) opening one new ledger together: switching
+    # the file to WAL needs it alone, and SQLite refuses that at once with "locked"
+    for attempt in range(10):
+        path = tmp_path / f"ledger-{attempt}.sqlite3"
+        with ThreadPoolExecutor(8) as pool:
+            ledgers = list(pool.map(_open_together, [threading.Barrier(8)] * 8, [path] * 8))
+        for ledger in ledgers:
+            assert ledger._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            ledger.close()

@@ -14,7 +14,6 @@ timeout or an interrupt) and ``error`` (the API refused the run; ``error`` says 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import queue
 import re
@@ -631,8 +630,8 @@ class Batch:
         self.stop_reason: str | None = None
         self._durations = _Durations()
         self._changed = asyncio.Event()  # a run became pending, or the work list changed
-        # when the waiting poller looks next: inf while it waits for work, -inf while it
-        # is busy (it sees new runs when it next looks at the pending set)
+        # when the waiting poller looks next (inf: only on a change); -inf while it is busy,
+        # since it then sees new runs when it next looks at the pending set
         self._poller_wakes_at = -math.inf
         self._slot_freed = asyncio.Event()  # a slot or some budget came free
         self._in_flight = 0
@@ -919,9 +918,7 @@ class Batch:
             if not pending:
                 if self._all_sent():
                     return
-                self._poller_wakes_at = math.inf
-                await self._wait_for_change(self._changed, deadline)
-                self._poller_wakes_at = -math.inf
+                await self._poller_wait(until=deadline)
                 continue
             now = loop.time()
             if deadline is not None and now >= deadline:
@@ -933,15 +930,18 @@ class Batch:
             due = max(_batched_due(pending, batching), last_poll + min_gap)
             if due > now:
                 self._changed.clear()
-                wake = due if deadline is None else min(due, deadline)
-                self._poller_wakes_at = wake
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wake - now):
-                        await self._changed.wait()
-                self._poller_wakes_at = -math.inf
+                await self._poller_wait(until=due if deadline is None else min(due, deadline))
                 continue
             last_poll = loop.time()
             await self._poll_once(pending)
+
+    async def _poller_wait(self, *, until: float | None) -> None:
+        """Wait for a change or for ``until`` (loop time); a new run due sooner wakes it."""
+        self._poller_wakes_at = math.inf if until is None else until
+        try:
+            await self._wait_for_change(self._changed, until)
+        finally:
+            self._poller_wakes_at = -math.inf
 
     def _all_sent(self) -> bool:
         return all(job.run_id is not None or job.status is not None for job in self.plan.jobs)
